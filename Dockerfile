@@ -1,0 +1,31 @@
+# rnnsweep on a CUDA GPU box.
+#
+#   docker build -t rnnsweep .
+#   docker run --rm --gpus all -v rnnsweep-data:/data rnnsweep run /app/studies/quick.toml
+#   docker run --rm -v rnnsweep-data:/data rnnsweep report
+#
+# The base image already holds a CUDA build of torch (2.5.1), which meets the torch>=2.1
+# floor in pyproject.toml, so `pip install .` below keeps it and downloads no torch.
+FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY rnnsweep/ rnnsweep/
+# Not part of the installed package: kept under /app/studies as ready-made specs.
+COPY studies/ studies/
+RUN pip install --no-cache-dir . \
+    && groupadd --gid 1000 rnnsweep \
+    && useradd --create-home --uid 1000 --gid 1000 rnnsweep \
+    && mkdir -p /data \
+    && chown 1000:1000 /data
+
+# Non-root (user rnnsweep, numeric so hosts and hadolint DL3066 can resolve it): nothing
+# needs root at run time. A named volume inherits /data's owner; for a bind mount, run with
+# --user "$(id -u):$(id -g)" so the results belong to the host user.
+USER 1000:1000
+WORKDIR /data
+VOLUME /data
+ENV RNNSWEEP_STORAGE=sqlite:////data/rnnsweep.db
+
+ENTRYPOINT ["rnnsweep"]
+CMD ["--help"]

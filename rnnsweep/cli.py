@@ -1,0 +1,410 @@
+"""The ``rnnsweep`` command line: a thin Typer layer over the library.
+
+Each command parses its flags, calls one library function, and renders the
+result with :mod:`rnnsweep.render`. Errors the library raises on purpose
+(:class:`~rnnsweep.errors.RnnsweepError`) and bad flags become one line on
+stderr and exit code 2; an interrupt exits 130 (SIGINT) or 143 (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from rnnsweep import __version__
+from rnnsweep.errors import RnnsweepError
+
+try:  # typer >= 0.2x vendors click instead of depending on it
+    from typer._click.exceptions import ClickException, UsageError
+except ImportError:  # pragma: no cover - older typer with the click package
+    from click.exceptions import ClickException, UsageError
+
+app = typer.Typer(
+    name="rnnsweep",
+    help="Trainability studies of recurrent networks: which fraction of hyperparameter "
+    "space trains, per architecture and depth (Collins et al. 2017).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+err = Console(stderr=True)
+
+StorageOpt = Annotated[
+    str | None,
+    typer.Option("--storage", help="SQLAlchemy URL or SQLite path "
+                 "[env RNNSWEEP_STORAGE; default sqlite:///rnnsweep.db]", show_default=False),
+]
+FormatOpt = Annotated[
+    str, typer.Option("--format", "-f", help="Output format: table, json, csv or markdown.")
+]
+
+
+_INTERRUPTED = "Interrupted: finished trials are kept; run the same command again to resume."
+
+
+class Terminated(BaseException):
+    """SIGTERM, turned into an exception so in-flight trials are handed back."""
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rnnsweep {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """rnnsweep: why some RNNs train and others don't."""
+
+
+# ---- run -------------------------------------------------------------------------
+
+
+def _list(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    return [p.strip() for v in values for p in v.split(",") if p.strip()] or [""]
+
+
+class _Bar:
+    """A Rich progress bar: trials done of total, feasible so far, elapsed and ETA."""
+
+    def __init__(self, study: str, enabled: bool) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("feasible {task.fields[feasible]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not enabled,
+        )
+        self.study = study
+        self.task = None
+        self.feasible = 0
+
+    def start(self, total: int, done: int, feasible: int) -> None:
+        self.feasible = feasible
+        self.progress.start()
+        self.task = self.progress.add_task(self.study, total=total, completed=done,
+                                           feasible=feasible)
+
+    def advance(self, done: int, feasible: int) -> None:
+        self.feasible += feasible
+        self.progress.update(self.task, advance=done, feasible=self.feasible)
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+
+@app.command()
+def run(
+    study_file: Annotated[
+        Path | None, typer.Argument(help="A study TOML file (flags override its values).",
+                                    show_default=False)
+    ] = None,
+    arch: Annotated[list[str] | None, typer.Option(
+        "--arch", "-a", help="Architectures: rnn, irnn, ugrnn, gru, lstm, plusrnn (+rnn), "
+        "minimalrnn. Comma list or repeated.", show_default=False)] = None,
+    depth: Annotated[list[str] | None, typer.Option(
+        "--depth", "-d", help="Stacking depths, comma list or repeated.",
+        show_default=False)] = None,
+    task: Annotated[str | None, typer.Option(help="Task: parens, memory, capacity, adding, "
+                                             "arith. [default: parens]", show_default=False)] = None,
+    trials: Annotated[int | None, typer.Option(
+        help="Trials per (arch, depth) cell. [default: 20]", show_default=False)] = None,
+    steps: Annotated[int | None, typer.Option(
+        help="Training steps per trial. [default: 300]", show_default=False)] = None,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Sequences per step. [default: 32]", show_default=False)] = None,
+    params: Annotated[str | None, typer.Option(
+        help="Parameter budget per trial, e.g. 20k: the widest network that fits "
+        "(Collins' equal-parameter rule). [default: 20k]", show_default=False)] = None,
+    hidden: Annotated[int | None, typer.Option(
+        help="Fixed units per layer; overrides --params.", show_default=False)] = None,
+    sampler: Annotated[str | None, typer.Option(
+        help="random | qmc (Sobol) | tpe | grid. random and qmc give unbiased feasible "
+        "fractions. [default: random]", show_default=False)] = None,
+    seed: Annotated[int | None, typer.Option(help="Study seed. [default: 0]",
+                                             show_default=False)] = None,
+    study: Annotated[str | None, typer.Option(
+        "--study", "-s", help="Study name. [default: from task, archs and depths]",
+        show_default=False)] = None,
+    storage: StorageOpt = None,
+    device: Annotated[str | None, typer.Option(
+        help="auto | cpu | cuda. [default: auto]", show_default=False)] = None,
+    pack_size: Annotated[int, typer.Option(
+        help="Trials trained together as one pack.")] = 1,
+    lr: Annotated[str | None, typer.Option(
+        help="Learning rate: LOW:HIGH (log) or a fixed value. [default: 1e-4:1]",
+        show_default=False)] = None,
+    init_scale: Annotated[str | None, typer.Option(
+        help="Init scale sigma: LOW:HIGH (log) or fixed. [default: 0.3:3]",
+        show_default=False)] = None,
+    b_fg: Annotated[str | None, typer.Option(
+        help="Forget/update gate bias: LOW:HIGH or fixed. [default: -2:4]",
+        show_default=False)] = None,
+    clip: Annotated[str | None, typer.Option(
+        help="Gradient-norm clip: LOW:HIGH (log) or fixed. [default: 0.1:100]",
+        show_default=False)] = None,
+    nonlinearity: Annotated[str | None, typer.Option(
+        help="tanh,relu choices. [default: tanh,relu]", show_default=False)] = None,
+    optimizer: Annotated[str | None, typer.Option(
+        help="adam,rmsprop,sgd choices. [default: all three]", show_default=False)] = None,
+    gru_reset: Annotated[str | None, typer.Option(
+        help="GRU reset convention: pre (Collins) or post (torch.nn.GRU). [default: pre]",
+        show_default=False)] = None,
+    threads: Annotated[int, typer.Option(
+        help="CPU threads for torch (1 is fastest for small RNNs on a shared machine).")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run (or resume) a study: train trials until every cell has --trials of them."""
+    from rnnsweep.store import Store, resolve_url
+    from rnnsweep.study import load_toml, merge, resolve_device, run_study, spec_from_dict
+
+    # 1. The spec: file, then flags on top; validated before anything touches disk.
+    base: dict[str, Any] = load_toml(study_file) if study_file is not None else {}
+    flags: dict[str, Any] = {}
+    for key, value in (("arch", _list(arch)), ("depth", _list(depth)), ("task", task),
+                       ("trials", trials), ("sampler", sampler), ("seed", seed),
+                       ("name", study), ("device", device)):
+        if value is not None:
+            flags[key] = value
+    train = {k: v for k, v in (("steps", steps), ("batch_size", batch_size)) if v is not None}
+    if train:
+        flags["train"] = train
+    model: dict[str, Any] = {}
+    if params is not None:
+        model["params"] = params
+        model["hidden"] = None
+    if hidden is not None:
+        model["hidden"] = hidden
+    if gru_reset is not None:
+        model["gru_reset"] = gru_reset
+    if model:
+        flags["model"] = model
+    space = {k: v for k, v in (("lr", lr), ("init_scale", init_scale), ("b_fg", b_fg),
+                                ("clip", clip), ("nonlinearity", nonlinearity),
+                                ("optimizer", optimizer)) if v is not None}
+    if space:
+        flags["space"] = space
+    spec = spec_from_dict(merge(base, flags))
+    resolve_device(spec.device)
+    if pack_size < 1:
+        raise typer.BadParameter(f"must be >= 1, got {pack_size}", param_hint="--pack-size")
+    if threads < 1:
+        raise typer.BadParameter(f"must be >= 1, got {threads}", param_hint="--threads")
+
+    # 2. The store (checked, then created), and the run with a progress bar.
+    store = Store(resolve_url(storage), create=True)
+    bar = _Bar(spec.name, enabled=not quiet)
+    try:
+        summary = run_study(spec, store, pack_size=pack_size, threads=threads, progress=bar)
+    except KeyboardInterrupt:
+        bar.stop()
+        err.print(_INTERRUPTED, markup=False)
+        raise typer.Exit(130) from None
+    finally:
+        bar.stop()
+        store.dispose()
+    verb = "resumed" if summary.resumed else "created"
+    err.print(
+        f"Study {spec.name!r} ({verb}) in {store.masked_url}: {summary.trials_run} trials run, "
+        f"{summary.feasible_run} feasible, {summary.wall_time:.1f} s; "
+        f"{summary.already_done + summary.trials_run}/{summary.requested} complete."
+    )
+    err.print(f"Next: rnnsweep report --study {spec.name}"
+              + ("" if storage is None else " --storage ..."))
+
+
+# ---- report / studies / export ---------------------------------------------------------
+
+
+def _open_store(storage: str | None):
+    from rnnsweep.store import Store, resolve_url
+
+    return Store(resolve_url(storage), create=False)
+
+
+def _pick_study(store, study: str | None, fmt: str) -> str:
+    if study is not None:
+        store.study_spec(study)
+        return study
+    name = store.latest_study()
+    err.print(f"Study: {name} (the most recent; pass --study to choose another)")
+    return name
+
+
+@app.command()
+def report(
+    study: Annotated[str | None, typer.Option("--study", "-s", help="Study name. "
+                                              "[default: the most recent]",
+                                              show_default=False)] = None,
+    by: Annotated[str, typer.Option(help="Group by these columns (arch, depth, optimizer, "
+                                    "nonlinearity, init, hidden).")] = "arch,depth",
+    fmt: FormatOpt = "table",
+    storage: StorageOpt = None,
+) -> None:
+    """Feasible fraction (Wilson 95% CI), solved fraction and losses per arch and depth."""
+    from rnnsweep.render import FORMATS, Column, render
+    from rnnsweep.report import REPORT_COLUMNS, feasibility_rows, parse_by
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}, got {fmt!r}",
+                                 param_hint="--format")
+    keys = parse_by(by)
+    store = _open_store(storage)
+    name = _pick_study(store, study, fmt)
+    spec = store.study_spec(name)
+    rows = feasibility_rows(store.trials_frame(name), keys)
+    for r in rows:
+        r["study"] = name
+    columns = [Column(k, k) for k in keys] + REPORT_COLUMNS
+    title = (f"{name}: task {spec['task']}, sampler {spec['sampler']}; feasible = training "
+             "did not diverge (Collins), solved = final eval loss under the task threshold")
+    render(rows, fmt, columns=columns, title=title)
+    if not rows:
+        err.print(f"Study {name!r} has no complete trials yet.")
+
+
+@app.command()
+def studies(
+    fmt: FormatOpt = "table",
+    storage: StorageOpt = None,
+) -> None:
+    """List the studies in a storage with their trial counts."""
+    from rnnsweep.render import FORMATS, Column, render
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}, got {fmt!r}",
+                                 param_hint="--format")
+    store = _open_store(storage)
+    rows = store.list_studies()
+    cols = [Column(k, k) for k in ("study", "task", "sampler", "archs", "depths", "cells",
+                                   "complete", "requested", "feasible", "updated")]
+    render(rows, fmt, columns=cols, title=f"Studies in {store.masked_url}")
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write "
+                                      "trials.<fmt> and curves.<fmt> into.")],
+    study: Annotated[str | None, typer.Option("--study", "-s", help="Study name. "
+                                              "[default: the most recent]",
+                                              show_default=False)] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="parquet or csv.")] = "parquet",
+    storage: StorageOpt = None,
+) -> None:
+    """Export a study's trials and learning curves as tidy Parquet (or CSV) tables."""
+    from rnnsweep.store.export import EXPORT_FORMATS, export_study
+
+    if fmt not in EXPORT_FORMATS:
+        raise typer.BadParameter(f"choose one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}",
+                                 param_hint="--format")
+    store = _open_store(storage)
+    name = _pick_study(store, study, fmt)
+    paths = export_study(store, name, out, fmt)
+    for p in paths:
+        typer.echo(str(p))
+
+
+@app.command()
+def archs() -> None:
+    """List the cell architectures with their equations' source."""
+    from rnnsweep.cells import ARCHS, get_cell
+    from rnnsweep.render import Column, render
+
+    rows = []
+    for a in ARCHS:
+        c = get_cell(a)
+        rows.append({"arch": a, "cell": c.title, "gates": c.n_gates,
+                     "nonlinearity": "/".join(c.nonlinearities), "min_depth": c.min_depth})
+    render(rows, "table", columns=[Column(k, k) for k in rows[0]], title="Cells")
+
+
+@app.command()
+def tasks() -> None:
+    """List the tasks with their input/output sizes and solved thresholds."""
+    from rnnsweep.render import Column, render
+    from rnnsweep.tasks import TASKS, make_task
+
+    rows = []
+    for name in TASKS:
+        t = make_task(name)
+        rows.append({"task": name, "kind": t.kind, "n_in": t.n_in, "n_out": t.n_out,
+                     "seq_len": t.seq_len, "metric": t.metric_name,
+                     "solved_below": t.solved_threshold, "description": t.description})
+    render(rows, "table", columns=[Column(k, k) for k in rows[0]], title="Tasks")
+
+
+# ---- entry point ------------------------------------------------------------------
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: one-line errors with exit 2, interrupts 130/143."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        args = ["--help"]
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    command = typer.main.get_command(app)
+    code = 0
+    try:
+        rv = command.main(args=args, prog_name="rnnsweep", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
+    except typer.Exit as exc:
+        code = exc.exit_code
+    except typer.Abort:
+        err.print("Interrupted.", markup=False)
+        code = 130
+    except ClickException as exc:
+        _one_line(exc.format_message() + _hint(exc))
+        code = 2
+    except RnnsweepError as exc:
+        _one_line(str(exc))
+        code = 2
+    except KeyboardInterrupt:
+        err.print(_INTERRUPTED, markup=False)
+        code = 130
+    except Terminated:
+        err.print(_INTERRUPTED.replace("Interrupted", "Terminated"), markup=False)
+        code = 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    sys.exit(code)
+
+
+def _hint(exc: ClickException) -> str:
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None and isinstance(exc, UsageError):
+        return f" (see: {ctx.command_path} --help)"
+    return ""
+
+
+def _one_line(message: str) -> None:
+    text = " ".join(message.split())
+    sys.stderr.write(f"Error: {text}\n")
+    sys.stderr.flush()

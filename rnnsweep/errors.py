@@ -1,0 +1,35 @@
+"""Every exception rnnsweep raises on purpose.
+
+Library code raises these with the offending value in the message; only the CLI
+entry point turns them into a one-line ``Error: ...`` on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RnnsweepError",
+    "SpecError",
+    "StorageError",
+    "StudyNotFoundError",
+    "SpecMismatchError",
+]
+
+
+class RnnsweepError(Exception):
+    """Root of every error rnnsweep raises deliberately."""
+
+
+class SpecError(RnnsweepError):
+    """A study specification (flags or TOML file) is invalid."""
+
+
+class StorageError(RnnsweepError):
+    """A storage URL is unsupported, unreachable, unwritable or not an rnnsweep database."""
+
+
+class StudyNotFoundError(RnnsweepError):
+    """The named study does not exist in the storage."""
+
+
+class SpecMismatchError(RnnsweepError):
+    """A study is resumed or joined with a spec that differs from the stored one."""

@@ -1,0 +1,288 @@
+"""The store: Optuna's RDB storage plus rnnsweep's result tables, in one database."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from collections.abc import Iterable, Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from rnnsweep import __version__
+from rnnsweep.errors import SpecMismatchError, StorageError, StudyNotFoundError
+from rnnsweep.store.tables import curves, metadata, studies, trials
+from rnnsweep.store.url import check_storage, mask_url, scrub
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["Store", "diff_keys", "finite_or_none"]
+
+
+def finite_or_none(x: float | None) -> float | None:
+    """NaN means "no value" in the tables; infinities are kept."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return None
+    return float(x)
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def diff_keys(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two nested specs."""
+    fa, fb = _flatten(a), _flatten(b)
+    return sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
+
+
+def _sqlite_pragmas(dbapi_con, _record) -> None:
+    # WAL lets readers (report, dashboard) run beside a writer; the busy timeout
+    # makes concurrent writers wait instead of failing with "database is locked".
+    cur = dbapi_con.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class Store:
+    """One database holding Optuna's tables and rnnsweep's result tables.
+
+    ``create=False`` (report, export, studies) never creates or changes anything;
+    ``create=True`` (run) creates the tables on first use.
+    """
+
+    def __init__(self, url: str, *, create: bool) -> None:
+        self.url = url
+        self.masked_url = mask_url(url)
+        self.create = create
+        self.existed = check_storage(url, create=create)
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"timeout": 60}
+        else:
+            kwargs["connect_args"] = {"connect_timeout": 10}
+            kwargs["pool_pre_ping"] = True
+        self._engine_kwargs = kwargs
+        self.engine = sa.create_engine(url, **kwargs)
+        if self.is_sqlite and create:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        if create:
+            try:
+                metadata.create_all(self.engine)
+            except sa.exc.SQLAlchemyError as exc:
+                raise StorageError(
+                    f"cannot create tables in {self.masked_url!r}: {scrub(str(exc.orig or exc), url)}"
+                ) from None
+
+    # ---- Optuna ------------------------------------------------------------------
+
+    @cached_property
+    def optuna_storage(self) -> optuna.storages.RDBStorage:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = optuna.storages.RDBStorage(self.url, engine_kwargs=dict(self._engine_kwargs))
+        if self.is_sqlite and self.create:
+            event.listen(storage.engine, "connect", _sqlite_pragmas)
+        return storage
+
+    # ---- studies -------------------------------------------------------------------
+
+    def _has_tables(self) -> bool:
+        names = set(sa.inspect(self.engine).get_table_names())
+        return {"rnnsweep_studies", "rnnsweep_trials", "rnnsweep_curves"} <= names
+
+    def register_study(self, spec_json: Mapping[str, Any], identity: Mapping[str, Any],
+                       spec_hash: str) -> bool:
+        """Record a new study, or check a resumed one; returns True when it already existed.
+
+        Raises SpecMismatchError naming the differing keys when the stored spec
+        differs in anything but the name, trial budget and device.
+        """
+        now = dt.datetime.now(dt.UTC)
+        name = spec_json["name"]
+        with self.engine.begin() as con:
+            row = con.execute(sa.select(studies).where(studies.c.name == name)).mappings().first()
+            if row is None:
+                con.execute(
+                    studies.insert().values(
+                        name=name,
+                        task=spec_json["task"],
+                        sampler=spec_json["sampler"],
+                        trials_per_cell=spec_json["trials"],
+                        spec_hash=spec_hash,
+                        spec_json=json.dumps(spec_json, sort_keys=True),
+                        rnnsweep_version=__version__,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                return False
+            if row["spec_hash"] != spec_hash:
+                stored = json.loads(row["spec_json"])
+                for k in ("name", "trials", "device"):
+                    stored.pop(k, None)
+                keys = diff_keys(stored, identity)
+                raise SpecMismatchError(
+                    f"study {name!r} exists with a different spec (differs in: "
+                    f"{', '.join(keys) or 'hash'}); use another --study name or the same settings"
+                )
+            if row["trials_per_cell"] != spec_json["trials"]:
+                stored = json.loads(row["spec_json"])
+                stored["trials"] = spec_json["trials"]
+                con.execute(
+                    studies.update()
+                    .where(studies.c.name == name)
+                    .values(trials_per_cell=spec_json["trials"], updated_at=now,
+                            spec_json=json.dumps(stored, sort_keys=True))
+                )
+            return True
+
+    def study_spec(self, name: str) -> dict[str, Any]:
+        if not self._has_tables():
+            raise StudyNotFoundError(f"no rnnsweep studies in {self.masked_url!r}")
+        with self.engine.connect() as con:
+            row = con.execute(sa.select(studies.c.spec_json).where(studies.c.name == name)).first()
+        if row is None:
+            known = [s["name"] for s in self.list_studies()]
+            hint = f"; known studies: {', '.join(known)}" if known else ""
+            raise StudyNotFoundError(f"no study named {name!r} in {self.masked_url!r}{hint}")
+        return json.loads(row[0])
+
+    def latest_study(self) -> str:
+        """The most recently created or resumed study's name."""
+        if not self._has_tables():
+            raise StudyNotFoundError(f"no rnnsweep studies in {self.masked_url!r}")
+        with self.engine.connect() as con:
+            row = con.execute(
+                sa.select(studies.c.name).order_by(studies.c.updated_at.desc(), studies.c.id.desc())
+            ).first()
+        if row is None:
+            raise StudyNotFoundError(f"no rnnsweep studies in {self.masked_url!r}")
+        return row[0]
+
+    def touch_study(self, name: str) -> None:
+        with self.engine.begin() as con:
+            con.execute(studies.update().where(studies.c.name == name)
+                        .values(updated_at=dt.datetime.now(dt.UTC)))
+
+    def list_studies(self) -> list[dict[str, Any]]:
+        """Every study with its cell count and trial counts."""
+        if not self._has_tables():
+            return []
+        with self.engine.connect() as con:
+            rows = con.execute(sa.select(studies).order_by(studies.c.id)).mappings().all()
+            counts = con.execute(
+                sa.select(
+                    trials.c.study,
+                    sa.func.count().label("trials"),
+                    sa.func.sum(sa.case((trials.c.diverged, 0), else_=1)).label("feasible"),
+                )
+                .where(trials.c.state == "complete")
+                .group_by(trials.c.study)
+            ).mappings().all()
+        by_study = {c["study"]: c for c in counts}
+        out = []
+        for r in rows:
+            spec = json.loads(r["spec_json"])
+            n_cells = len(spec["archs"]) * len(spec["depths"])
+            c = by_study.get(r["name"], {"trials": 0, "feasible": 0})
+            out.append({
+                "study": r["name"],
+                "task": r["task"],
+                "sampler": r["sampler"],
+                "archs": ",".join(spec["archs"]),
+                "depths": ",".join(str(d) for d in spec["depths"]),
+                "cells": n_cells,
+                "requested": n_cells * r["trials_per_cell"],
+                "complete": int(c["trials"] or 0),
+                "feasible": int(c["feasible"] or 0),
+                "updated": r["updated_at"].strftime("%Y-%m-%d %H:%M") if r["updated_at"] else "",
+            })
+        return out
+
+    # ---- trials ------------------------------------------------------------------
+
+    def save_trial(self, row: Mapping[str, Any], curve: Iterable[Mapping[str, float]]) -> int:
+        """Insert a trial row (state ``running``) and its curve in one transaction."""
+        values = dict(row)
+        values.setdefault("state", "running")
+        values.setdefault("created_at", dt.datetime.now(dt.UTC))
+        for k in ("initial_loss", "final_loss", "best_loss", "metric"):
+            values[k] = finite_or_none(values.get(k))
+        with self.engine.begin() as con:
+            row_id = con.execute(trials.insert().values(**values)).inserted_primary_key[0]
+            pts = [
+                {
+                    "trial_row": row_id,
+                    "step": int(p["step"]),
+                    "train_loss": finite_or_none(p.get("train_loss")),
+                    "eval_loss": finite_or_none(p.get("eval_loss")),
+                    "eval_metric": finite_or_none(p.get("eval_metric")),
+                }
+                for p in curve
+            ]
+            if pts:
+                con.execute(curves.insert(), pts)
+        return int(row_id)
+
+    def set_trial_state(self, row_ids: Iterable[int], state: str) -> None:
+        ids = list(row_ids)
+        if not ids:
+            return
+        with self.engine.begin() as con:
+            con.execute(trials.update().where(trials.c.id.in_(ids)).values(state=state))
+
+    def rows_for_optuna_trials(self, optuna_trial_ids: Iterable[int]) -> dict[int, tuple[int, str]]:
+        """optuna_trial_id -> (row id, state) for rows that exist."""
+        ids = list(optuna_trial_ids)
+        if not ids:
+            return {}
+        with self.engine.connect() as con:
+            rows = con.execute(
+                sa.select(trials.c.optuna_trial_id, trials.c.id, trials.c.state)
+                .where(trials.c.optuna_trial_id.in_(ids))
+            ).all()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def trials_frame(self, study: str, *, states: tuple[str, ...] = ("complete",)) -> pd.DataFrame:
+        """The study's trial rows (counted ones by default) as a DataFrame."""
+        q = sa.select(trials).where(trials.c.study == study, trials.c.state.in_(states))
+        with self.engine.connect() as con:
+            df = pd.read_sql(q.order_by(trials.c.id), con)
+        return df
+
+    def curves_frame(self, study: str, *, states: tuple[str, ...] = ("complete",)) -> pd.DataFrame:
+        """Learning curves of the study's trials, tidy: one row per (trial, step)."""
+        q = (
+            sa.select(
+                trials.c.study, trials.c.arch, trials.c.depth, trials.c.trial_number,
+                trials.c.optuna_trial_id, curves.c.step, curves.c.train_loss,
+                curves.c.eval_loss, curves.c.eval_metric,
+            )
+            .join(curves, curves.c.trial_row == trials.c.id)
+            .where(trials.c.study == study, trials.c.state.in_(states))
+            .order_by(trials.c.id, curves.c.step)
+        )
+        with self.engine.connect() as con:
+            return pd.read_sql(q, con)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if "optuna_storage" in self.__dict__:
+            self.optuna_storage.engine.dispose()

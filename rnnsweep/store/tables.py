@@ -1,0 +1,92 @@
+"""rnnsweep's own result tables, beside Optuna's in the same database.
+
+- ``rnnsweep_studies``: one row per study: its full resolved spec and hash.
+- ``rnnsweep_trials``: one row per trial attempt: the tidy, queryable result
+  (architecture, depth, width, exact parameter count, hyperparameters, fate,
+  losses, metric, steps, wall time, seed, full config as JSON). ``state`` is
+  ``running`` while the Optuna trial is not yet told, ``complete`` once it is
+  counted, ``failed`` for an attempt that never finished (kept for history,
+  never counted in fractions).
+- ``rnnsweep_curves``: the learning curve of each trial row, one row per
+  evaluation (step, training loss, held-out loss and metric).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+__all__ = ["curves", "metadata", "studies", "trials"]
+
+metadata = sa.MetaData()
+
+studies = sa.Table(
+    "rnnsweep_studies",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("task", sa.String(64), nullable=False),
+    sa.Column("sampler", sa.String(32), nullable=False),
+    sa.Column("trials_per_cell", sa.Integer, nullable=False),
+    sa.Column("spec_hash", sa.String(32), nullable=False),
+    sa.Column("spec_json", sa.Text, nullable=False),
+    sa.Column("rnnsweep_version", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+trials = sa.Table(
+    "rnnsweep_trials",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("study", sa.String(128), nullable=False, index=True),
+    sa.Column("optuna_study", sa.String(256), nullable=False),
+    sa.Column("optuna_trial_id", sa.Integer, nullable=False, unique=True),
+    sa.Column("trial_number", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("task", sa.String(64), nullable=False),
+    sa.Column("arch", sa.String(32), nullable=False),
+    sa.Column("depth", sa.Integer, nullable=False),
+    sa.Column("hidden", sa.Integer, nullable=False),
+    sa.Column("params", sa.Integer, nullable=False),
+    sa.Column("sampler", sa.String(32), nullable=False),
+    sa.Column("seed", sa.BigInteger, nullable=False),
+    sa.Column("lr", sa.Float, nullable=False),
+    sa.Column("init_scale", sa.Float, nullable=False),
+    sa.Column("b_fg", sa.Float, nullable=False),
+    sa.Column("clip", sa.Float, nullable=False),
+    sa.Column("nonlinearity", sa.String(16), nullable=False),
+    sa.Column("optimizer", sa.String(16), nullable=False),
+    sa.Column("init", sa.String(16), nullable=False),
+    sa.Column("diverged", sa.Boolean, nullable=False),
+    sa.Column("diverged_at", sa.Integer, nullable=True),
+    sa.Column("solved", sa.Boolean, nullable=False),
+    sa.Column("initial_loss", sa.Float, nullable=True),
+    sa.Column("final_loss", sa.Float, nullable=True),
+    sa.Column("best_loss", sa.Float, nullable=True),
+    sa.Column("metric", sa.Float, nullable=True),
+    sa.Column("metric_name", sa.String(32), nullable=False),
+    sa.Column("steps_run", sa.Integer, nullable=False),
+    sa.Column("wall_time", sa.Float, nullable=False),
+    sa.Column("pack_size", sa.Integer, nullable=False),
+    sa.Column("device", sa.String(32), nullable=False),
+    sa.Column("extra_json", sa.Text, nullable=False),
+    sa.Column("config_json", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+curves = sa.Table(
+    "rnnsweep_curves",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "trial_row",
+        sa.Integer,
+        sa.ForeignKey("rnnsweep_trials.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("step", sa.Integer, nullable=False),
+    sa.Column("train_loss", sa.Float, nullable=True),
+    sa.Column("eval_loss", sa.Float, nullable=True),
+    sa.Column("eval_metric", sa.Float, nullable=True),
+)

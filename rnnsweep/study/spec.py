@@ -1,0 +1,475 @@
+"""The study specification: what to train, how, over which search space.
+
+A spec comes from a TOML file, CLI flags, or both (flags override the file).
+:func:`spec_from_dict` is the single validator: every bad value raises
+:class:`SpecError` with the offending value, unknown keys come with a "did you
+mean" suggestion. The resolved spec is stored with the study and with every
+trial; its hash (everything but name, trial budget and device) guards resumes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from rnnsweep.cells import ARCHS, GRU_RESETS, ModelConfig, canonical_arch, get_cell
+from rnnsweep.cells import count_params as _count_params
+from rnnsweep.cells import hidden_for_budget as _hidden_for_budget
+from rnnsweep.errors import SpecError
+from rnnsweep.tasks import TASKS, TaskOptionError, make_task
+from rnnsweep.train import OPTIMIZERS, TrainConfig
+
+__all__ = [
+    "SAMPLERS",
+    "CellPlan",
+    "ModelSpec",
+    "Range",
+    "SearchSpace",
+    "StudySpec",
+    "load_toml",
+    "parse_count",
+    "spec_from_dict",
+]
+
+SAMPLERS = ("random", "qmc", "tpe", "grid")
+NONLINEARITIES = ("tanh", "relu")
+INITS = ("gaussian", "orthogonal")
+
+
+def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """`` (did you mean 'x'?)`` or an empty string."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def parse_count(value: int | float | str, what: str = "params") -> int:
+    """``20000``, ``"20k"``, ``"1.5M"`` -> int; SpecError otherwise."""
+    if isinstance(value, bool):
+        raise SpecError(f"{what} must be a count like 20000 or '20k', got {value!r}")
+    if isinstance(value, int | float):
+        n = value
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmM]?)\s*", str(value))
+        if not m:
+            raise SpecError(f"{what} must be a count like 20000 or '20k', got {value!r}")
+        n = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[m.group(2).lower()]
+    if not math.isfinite(n) or n < 1 or n != int(n):
+        raise SpecError(f"{what} must be a positive whole count, got {value!r}")
+    return int(n)
+
+
+@dataclass(frozen=True)
+class Range:
+    """A numeric search dimension: uniform on [low, high], or log-uniform when ``log``."""
+
+    low: float
+    high: float
+    log: bool
+
+    @property
+    def fixed(self) -> bool:
+        return self.low == self.high
+
+    def to_json(self) -> dict[str, Any]:
+        return {"low": self.low, "high": self.high, "log": self.log}
+
+
+# The default search space. Ranges are our own (Collins' appendix is not public):
+# wide enough that a meaningful share of settings diverges (large learning rates
+# with SGD/RMSprop, large init scales with ReLU), narrow enough that most
+# gated cells train. `rnnsweep run` prints the share it found.
+_DEFAULT_NUMERIC: dict[str, Range] = {
+    "lr": Range(1e-4, 1.0, True),  # learning rate
+    "init_scale": Range(0.3, 3.0, True),  # sigma in W ~ N(0, sigma^2/fan_in)
+    "b_fg": Range(-2.0, 4.0, False),  # forget/update gate bias
+    "clip": Range(0.1, 100.0, True),  # max gradient norm
+}
+_DEFAULT_CHOICES: dict[str, tuple[str, ...]] = {
+    "nonlinearity": NONLINEARITIES,
+    "optimizer": OPTIMIZERS,
+    "init": ("gaussian", "orthogonal"),
+}
+_ALLOWED_CHOICES = {"nonlinearity": NONLINEARITIES, "optimizer": OPTIMIZERS, "init": INITS}
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The hyperparameters Optuna samples per trial (architecture and depth are study axes)."""
+
+    lr: Range = _DEFAULT_NUMERIC["lr"]
+    init_scale: Range = _DEFAULT_NUMERIC["init_scale"]
+    b_fg: Range = _DEFAULT_NUMERIC["b_fg"]
+    clip: Range = _DEFAULT_NUMERIC["clip"]
+    nonlinearity: tuple[str, ...] = _DEFAULT_CHOICES["nonlinearity"]
+    optimizer: tuple[str, ...] = _DEFAULT_CHOICES["optimizer"]
+    init: tuple[str, ...] = _DEFAULT_CHOICES["init"]
+    grid_points: int = 3  # values per numeric dimension for the grid sampler
+
+    def numeric(self) -> dict[str, Range]:
+        return {k: getattr(self, k) for k in _DEFAULT_NUMERIC}
+
+    def choices(self) -> dict[str, tuple[str, ...]]:
+        return {k: getattr(self, k) for k in _DEFAULT_CHOICES}
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {k: r.to_json() for k, r in self.numeric().items()}
+        d.update({k: list(v) for k, v in self.choices().items()})
+        d["grid_points"] = self.grid_points
+        return d
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How wide the networks are, and the GRU convention."""
+
+    params: int = 20_000  # parameter budget per trial (Collins' equal-parameter rule)
+    hidden: int | None = None  # fixed width per layer; overrides the budget
+    gru_reset: str = "pre"  # "pre": Collins eq. (7); "post": torch.nn.GRU
+
+
+@dataclass(frozen=True)
+class CellPlan:
+    """One (architecture, depth) cell of a study, with its resolved width."""
+
+    arch: str
+    depth: int
+    hidden: int
+    params: int  # exact count per trial, readout included
+
+    @property
+    def key(self) -> str:
+        return f"{self.arch}/d{self.depth}"
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A whole study: task x architectures x depths x search space x sampler x budget."""
+
+    name: str
+    task: str = "parens"
+    task_options: Mapping[str, Any] = field(default_factory=dict)
+    archs: tuple[str, ...] = ("ugrnn",)
+    depths: tuple[int, ...] = (1,)
+    trials: int = 20  # per (arch, depth) cell
+    sampler: str = "random"
+    seed: int = 0
+    device: str = "auto"
+    model: ModelSpec = field(default_factory=ModelSpec)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    space: SearchSpace = field(default_factory=SearchSpace)
+
+    # ---- derived -------------------------------------------------------------
+
+    def make_task(self):
+        return make_task(self.task, dict(self.task_options))
+
+    def cells(self) -> list[CellPlan]:
+        """Every (arch, depth) cell with its width: fixed, or the largest that fits the budget."""
+        task = self.make_task()
+        plans = []
+        for arch in self.archs:
+            for depth in self.depths:
+                base = ModelConfig(arch, task.n_in, task.n_out, 1, depth,
+                                   gru_reset=self.model.gru_reset)
+                if self.model.hidden is not None:
+                    hidden = self.model.hidden
+                else:
+                    hidden = _hidden_for_budget(self.model.params, base)
+                cfg = ModelConfig(**{**base.to_dict(), "hidden": hidden})
+                plans.append(CellPlan(arch, depth, hidden, _count_params(cfg)))
+        return plans
+
+    def to_json(self) -> dict[str, Any]:
+        """The full resolved spec as plain JSON values (stored with the study)."""
+        return {
+            "name": self.name,
+            "task": self.task,
+            "task_options": dict(self.make_task().options()),
+            "archs": list(self.archs),
+            "depths": list(self.depths),
+            "trials": self.trials,
+            "sampler": self.sampler,
+            "seed": self.seed,
+            "device": self.device,
+            "model": asdict(self.model),
+            "train": self.train.to_dict(),
+            "space": self.space.to_json(),
+        }
+
+    def identity(self) -> dict[str, Any]:
+        """What must not change when a study is resumed (not name, budget or device)."""
+        d = self.to_json()
+        for k in ("name", "trials", "device"):
+            d.pop(k)
+        return d
+
+    def spec_hash(self) -> str:
+        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ---- parsing -------------------------------------------------------------------
+
+_TOP_KEYS = ("name", "task", "task_options", "arch", "depth", "trials", "sampler", "seed",
+             "device", "model", "train", "space")
+_MODEL_KEYS = tuple(f.name for f in fields(ModelSpec))
+_TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
+_SPACE_KEYS = tuple(f.name for f in fields(SearchSpace))
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a study file; SpecError for a missing or malformed file."""
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"study file {str(p)!r} does not exist")
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"study file {str(p)!r} is not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read study file {str(p)!r}: {exc}") from None
+
+
+def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested dict merge: values in ``over`` win (used for flags over a file)."""
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _check_keys(d: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    for k in d:
+        if k not in allowed:
+            raise SpecError(
+                f"unknown key {k!r} in {where}{suggest(k, allowed)}; "
+                f"valid keys: {', '.join(allowed)}"
+            )
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, list | tuple):
+        out: list[Any] = []
+        for v in value:
+            out.extend(_as_list(v))
+        return out
+    if isinstance(value, str):
+        return [s for s in (p.strip() for p in value.split(",")) if s]
+    return [value]
+
+
+def _int(value: Any, what: str, minimum: int | None = None) -> int:
+    if isinstance(value, bool):
+        raise SpecError(f"{what} must be an integer, got {value!r}")
+    try:
+        n = int(str(value).strip()) if not isinstance(value, int) else value
+    except ValueError:
+        raise SpecError(f"{what} must be an integer, got {value!r}") from None
+    if minimum is not None and n < minimum:
+        raise SpecError(f"{what} must be >= {minimum}, got {n}")
+    return n
+
+
+def _float(value: Any, what: str) -> float:
+    if isinstance(value, bool):
+        raise SpecError(f"{what} must be a number, got {value!r}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise SpecError(f"{what} must be a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise SpecError(f"{what} must be finite, got {value!r}")
+    return x
+
+
+def _parse_range(name: str, value: Any, default: Range) -> Range:
+    """A scalar (fixed), ``[low, high]``, ``"low:high"`` or ``{low, high, log}``."""
+    log = default.log
+    if isinstance(value, Mapping):
+        _check_keys(value, ("low", "high", "log"), f"space.{name}")
+        if "low" not in value or "high" not in value:
+            raise SpecError(f"space.{name} needs both low and high, got {dict(value)!r}")
+        low, high = value["low"], value["high"]
+        log = bool(value.get("log", log))
+    elif isinstance(value, str) and ":" in value:
+        parts = value.split(":")
+        if len(parts) != 2:
+            raise SpecError(f"{name} range must be LOW:HIGH, got {value!r}")
+        low, high = parts
+    elif isinstance(value, list | tuple):
+        if len(value) != 2:
+            raise SpecError(f"{name} range must be [low, high], got {list(value)!r}")
+        low, high = value
+    else:
+        low = high = value
+    lo, hi = _float(low, f"{name} low"), _float(high, f"{name} high")
+    if lo > hi:
+        raise SpecError(f"{name} range is inverted: low {lo:g} > high {hi:g}")
+    if log and lo <= 0:
+        raise SpecError(f"{name} is searched on a log scale and needs low > 0, got {lo:g}")
+    if name == "clip" and lo <= 0:
+        raise SpecError(f"clip must be > 0, got {lo:g}")
+    return Range(lo, hi, log)
+
+
+def _parse_choices(name: str, value: Any) -> tuple[str, ...]:
+    items = [str(v).strip().lower() for v in _as_list(value)]
+    if not items:
+        raise SpecError(f"{name} choices are empty; give at least one of "
+                        f"{', '.join(_ALLOWED_CHOICES[name])}")
+    for it in items:
+        if it not in _ALLOWED_CHOICES[name]:
+            raise SpecError(f"unknown {name} {it!r}{suggest(it, _ALLOWED_CHOICES[name])}; "
+                            f"choose from {', '.join(_ALLOWED_CHOICES[name])}")
+    return tuple(dict.fromkeys(items))
+
+
+def _parse_space(d: Mapping[str, Any]) -> SearchSpace:
+    _check_keys(d, _SPACE_KEYS, "[space]")
+    kw: dict[str, Any] = {}
+    for k, default in _DEFAULT_NUMERIC.items():
+        if k in d:
+            kw[k] = _parse_range(k, d[k], default)
+    for k in _DEFAULT_CHOICES:
+        if k in d:
+            kw[k] = _parse_choices(k, d[k])
+    if "grid_points" in d:
+        kw["grid_points"] = _int(d["grid_points"], "space.grid_points", 1)
+    return SearchSpace(**kw)
+
+
+def _parse_archs(value: Any) -> tuple[str, ...]:
+    names = _as_list(value)
+    if not names:
+        raise SpecError("no architecture given; choose from " + ", ".join(ARCHS))
+    out = []
+    for n in names:
+        try:
+            out.append(canonical_arch(str(n)))
+        except ValueError:
+            raise SpecError(
+                f"unknown arch {n!r}{suggest(str(n).lower(), ARCHS)}; choose from "
+                f"{', '.join(ARCHS)} (+rnn is an alias of plusrnn)"
+            ) from None
+    return tuple(dict.fromkeys(out))
+
+
+def _parse_depths(value: Any) -> tuple[int, ...]:
+    items = _as_list(value)
+    if not items:
+        raise SpecError("no depth given")
+    depths = [_int(v, "depth") for v in items]
+    for dep in depths:
+        if dep < 1:
+            raise SpecError(f"depth must be >= 1, got {dep}")
+    return tuple(dict.fromkeys(depths))
+
+
+def default_name(task: str, archs: tuple[str, ...], depths: tuple[int, ...]) -> str:
+    return f"{task}-{'+'.join(archs)}-d{'+'.join(str(d) for d in depths)}"
+
+
+def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
+    """Validate a nested dict (TOML layout) into a StudySpec; SpecError on any problem."""
+    _check_keys(d, _TOP_KEYS, "the study spec")
+
+    task = str(d.get("task", "parens")).strip().lower()
+    if task not in TASKS:
+        raise SpecError(f"unknown task {task!r}{suggest(task, tuple(TASKS))}; "
+                        f"choose from {', '.join(TASKS)}")
+    task_options = dict(d.get("task_options", {}) or {})
+    try:
+        task_obj = make_task(task, task_options)
+    except TaskOptionError as exc:
+        raise SpecError(str(exc)) from None
+
+    archs = _parse_archs(d.get("arch", ["ugrnn"]))
+    depths = _parse_depths(d.get("depth", [1]))
+    for arch in archs:
+        min_depth = get_cell(arch).min_depth
+        bad = [dep for dep in depths if dep < min_depth]
+        if bad:
+            raise SpecError(
+                f"{arch} needs depth >= {min_depth}, got {bad[0]}: Collins et al. exclude the "
+                "+RNN at depth 1, where its depth output is only a gated copy of its projected "
+                "input and no layer above uses its recurrent output"
+            )
+
+    sampler = str(d.get("sampler", "random")).strip().lower()
+    if sampler not in SAMPLERS:
+        raise SpecError(f"unknown sampler {sampler!r}{suggest(sampler, SAMPLERS)}; "
+                        f"choose from {', '.join(SAMPLERS)}")
+    device = str(d.get("device", "auto")).strip().lower()
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise SpecError(f"device must be auto, cpu or cuda, got {device!r}")
+
+    model_d = dict(d.get("model", {}) or {})
+    _check_keys(model_d, _MODEL_KEYS, "[model]")
+    gru_reset = str(model_d.get("gru_reset", "pre")).lower()
+    if gru_reset not in GRU_RESETS:
+        raise SpecError(f"model.gru_reset must be 'pre' (Collins) or 'post' (torch), "
+                        f"got {gru_reset!r}")
+    hidden = model_d.get("hidden")
+    model = ModelSpec(
+        params=parse_count(model_d.get("params", ModelSpec.params)),
+        hidden=None if hidden in (None, 0, "") else _int(hidden, "hidden", 1),
+        gru_reset=gru_reset,
+    )
+
+    train_d = dict(d.get("train", {}) or {})
+    _check_keys(train_d, _TRAIN_KEYS, "[train]")
+    tkw: dict[str, Any] = {}
+    for k in ("steps", "batch_size", "eval_every", "eval_size", "eval_seed"):
+        if k in train_d:
+            tkw[k] = _int(train_d[k], k.replace("_", "-"), 0 if k == "eval_seed" else 1)
+    for k in ("divergence_factor", "momentum"):
+        if k in train_d:
+            tkw[k] = _float(train_d[k], k)
+    if tkw.get("divergence_factor", 10.0) <= 1.0:
+        raise SpecError(f"divergence_factor must be > 1, got {tkw['divergence_factor']}")
+    if not 0.0 <= tkw.get("momentum", 0.9) < 1.0:
+        raise SpecError(f"momentum must be in [0, 1), got {tkw['momentum']}")
+    if "dtype" in train_d:
+        if train_d["dtype"] not in ("float32", "float64"):
+            raise SpecError(f"dtype must be float32 or float64, got {train_d['dtype']!r}")
+        tkw["dtype"] = train_d["dtype"]
+    train = TrainConfig(**tkw)
+
+    space = _parse_space(dict(d.get("space", {}) or {}))
+
+    name = d.get("name") or default_name(task, archs, depths)
+    name = str(name).strip()
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+\-]{0,99}", name):
+        raise SpecError(f"study name must be letters, digits and _.+- (max 100), got {name!r}")
+
+    spec = StudySpec(
+        name=name,
+        task=task,
+        task_options=task_obj.options(),
+        archs=archs,
+        depths=depths,
+        trials=_int(d.get("trials", 20), "trials", 1),
+        sampler=sampler,
+        seed=_int(d.get("seed", 0), "seed", 0),
+        device=device,
+        model=model,
+        train=train,
+        space=space,
+    )
+    try:
+        spec.cells()
+    except ValueError as exc:
+        raise SpecError(str(exc)) from None
+    return spec

@@ -1,0 +1,190 @@
+"""Training one pack of K trials that share a structure, each with its own fate.
+
+Divergence (Collins et al. 2017's *infeasible*): a member whose training loss, or
+held-out loss at an evaluation, is not finite or exceeds ``divergence_factor``
+times its own initial training loss is frozen at that step and recorded as
+diverged.
+This is data, never an error: the other members train on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from rnnsweep.cells import InitConfig, ModelConfig, PackedRNN
+from rnnsweep.tasks.base import Batch, Task
+from rnnsweep.train.optim import OPTIMIZERS, PackedOptimizer, clip_grad_norm_packed
+
+__all__ = ["MemberResult", "MemberSpec", "TrainConfig", "train_pack"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How every member of a pack is trained (shared by the pack)."""
+
+    steps: int = 300  # optimizer steps per trial
+    batch_size: int = 32  # sequences per step
+    eval_every: int = 25  # learning-curve resolution (steps)
+    eval_size: int = 256  # held-out sequences per evaluation
+    eval_seed: int = 1_000_003  # the held-out set's seed, shared by every trial of a study
+    divergence_factor: float = 10.0  # train loss > factor * initial loss => diverged
+    momentum: float = 0.9  # SGD heavy-ball momentum
+    dtype: str = "float32"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One trial's own hyperparameters inside a pack."""
+
+    lr: float
+    clip: float  # max global gradient norm (inf: no clipping)
+    init: InitConfig = field(default_factory=InitConfig)
+
+
+@dataclass
+class MemberResult:
+    """What one trial of a pack produced."""
+
+    diverged: bool
+    diverged_at: int | None  # step at which divergence was detected
+    steps_run: int
+    initial_loss: float  # training loss at step 0
+    final_loss: float  # evaluation loss at the end (nan when diverged)
+    best_loss: float  # lowest evaluation loss on the curve (nan if none finite)
+    metric: float  # task metric at the end (nan when diverged)
+    wall_time: float  # pack wall time / K (seconds)
+    curve: list[dict[str, float]]  # {"step", "train_loss", "eval_loss", "eval_metric"}
+
+
+def _data_seed(seed: int) -> int:
+    """A member's training-data seed, decorrelated from its initialisation seed."""
+    return (seed * 2_654_435_761 + 97) % (2**63 - 1)
+
+
+def train_pack(
+    task: Task,
+    model_cfg: ModelConfig,
+    optimizer: str,
+    members: Sequence[MemberSpec],
+    cfg: TrainConfig,
+    *,
+    device: str | torch.device = "cpu",
+    on_step: Callable[[int], None] | None = None,
+) -> list[MemberResult]:
+    """Train K members of one structure together; return one result per member."""
+    assert optimizer in OPTIMIZERS, f"optimizer {optimizer!r} not in {OPTIMIZERS}"
+    assert cfg.steps >= 1 and cfg.eval_every >= 1, "steps and eval_every must be >= 1"
+    t_start = time.perf_counter()
+    dtype = _DTYPES[cfg.dtype]
+    K = len(members)
+
+    # 1. Model, per-member hyperparameters, optimizer, data streams and held-out set.
+    model = PackedRNN(model_cfg, [m.init for m in members], dtype=dtype, device=device)
+    params = list(model.parameters())
+    lr = torch.tensor([m.lr for m in members], dtype=dtype, device=device)  # (K,)
+    clip = torch.tensor([m.clip for m in members], dtype=dtype, device=device)  # (K,)
+    opt = PackedOptimizer(params, optimizer, lr, momentum=cfg.momentum)
+    gens = [torch.Generator().manual_seed(_data_seed(m.init.seed)) for m in members]
+    eval_one = task.eval_batch(cfg.eval_seed, cfg.eval_size)
+    eval_batch = Batch.stack([eval_one] * K).to(device, dtype)  # (K, T, B_eval, ...)
+
+    active = torch.ones(K, dtype=torch.bool, device=device)
+    diverged_at: list[int | None] = [None] * K
+    initial = torch.full((K,), math.nan, dtype=dtype, device=device)
+    curves: list[list[dict[str, float]]] = [[] for _ in range(K)]
+    last_eval = torch.full((K,), math.nan, dtype=dtype, device=device)
+    last_metric = torch.full((K,), math.nan, dtype=dtype, device=device)
+
+    def evaluate(step: int, train_loss: torch.Tensor) -> None:
+        nonlocal active
+        with torch.no_grad():
+            out = model(eval_batch.x)
+            ev = task.loss(out, eval_batch)  # (K,)
+            met = task.metric(out, eval_batch)  # (K,)
+        # The held-out loss obeys the same rule as the training loss: an update
+        # that blows the model up is caught at the evaluation that follows it.
+        limit = cfg.divergence_factor * initial
+        bad = active & ~(torch.isfinite(ev) & (ev <= limit))
+        for k in torch.nonzero(bad).flatten().tolist():
+            diverged_at[k] = step
+        active = active & ~bad
+        for k in range(K):
+            if diverged_at[k] is None or diverged_at[k] == step:
+                curves[k].append(
+                    {
+                        "step": step,
+                        "train_loss": float(train_loss[k]),
+                        "eval_loss": float(ev[k]),
+                        "eval_metric": float(met[k]),
+                    }
+                )
+        last_eval.copy_(torch.where(active, ev, last_eval))
+        last_metric.copy_(torch.where(active, met, last_metric))
+
+    step = 0
+    for step in range(cfg.steps):
+        # 2. Forward every member on its own batch.
+        batch = Batch.stack([task.sample(g, cfg.batch_size) for g in gens]).to(device, dtype)
+        losses = task.loss(model(batch.x), batch)  # (K,)
+        if step == 0:
+            initial = losses.detach().clone()
+            evaluate(0, losses.detach())
+
+        # 3. Divergence: non-finite, or above divergence_factor x the initial loss.
+        bad = active & ~(torch.isfinite(losses) & (losses <= cfg.divergence_factor * initial))
+        for k in torch.nonzero(bad).flatten().tolist():
+            diverged_at[k] = step
+            curves[k].append(
+                {"step": step, "train_loss": float(losses[k].detach()), "eval_loss": math.nan,
+                 "eval_metric": math.nan}
+            )
+        active = active & ~bad
+        if not bool(active.any()):
+            break
+
+        # 4. Backward on the active members only: a frozen member's NaN never enters.
+        total = torch.where(active, losses, torch.zeros_like(losses)).sum()
+        opt.zero_grad()
+        total.backward()
+
+        # 5. Per-member clipping, then a masked batched update.
+        clip_grad_norm_packed(params, clip)
+        opt.step(active)
+        if on_step is not None:
+            on_step(step + 1)
+
+        # 6. Learning curve on the held-out set.
+        done = step + 1
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            evaluate(done, losses.detach())
+
+    # 7. One result per member.
+    wall = (time.perf_counter() - t_start) / K
+    results = []
+    for k in range(K):
+        div = diverged_at[k] is not None
+        evals = [c["eval_loss"] for c in curves[k] if math.isfinite(c["eval_loss"])]
+        results.append(
+            MemberResult(
+                diverged=div,
+                diverged_at=diverged_at[k],
+                steps_run=diverged_at[k] if div else cfg.steps,
+                initial_loss=float(initial[k]),
+                final_loss=math.nan if div else float(last_eval[k]),
+                best_loss=min(evals) if evals else math.nan,
+                metric=math.nan if div else float(last_metric[k]),
+                wall_time=wall,
+                curve=curves[k],
+            )
+        )
+    return results
