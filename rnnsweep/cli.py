@@ -8,8 +8,10 @@ stderr and exit code 2; an interrupt exits 130 (SIGINT) or 143 (SIGTERM).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -240,10 +242,16 @@ def run(
 # ---- report / studies / export ---------------------------------------------------------
 
 
-def _open_store(storage: str | None):
+@contextlib.contextmanager
+def _open_store(storage: str | None) -> Iterator[Any]:
+    """A read-only store, closed on exit (so SQLite removes its -wal/-shm files)."""
     from rnnsweep.store import Store, resolve_url
 
-    return Store(resolve_url(storage), create=False)
+    store = Store(resolve_url(storage), create=False)
+    try:
+        yield store
+    finally:
+        store.dispose()
 
 
 def _pick_study(store, study: str | None, fmt: str) -> str:
@@ -273,10 +281,10 @@ def report(
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}, got {fmt!r}",
                                  param_hint="--format")
     keys = parse_by(by)
-    store = _open_store(storage)
-    name = _pick_study(store, study, fmt)
-    spec = store.study_spec(name)
-    rows = feasibility_rows(store.trials_frame(name), keys)
+    with _open_store(storage) as store:
+        name = _pick_study(store, study, fmt)
+        spec = store.study_spec(name)
+        rows = feasibility_rows(store.trials_frame(name), keys)
     for r in rows:
         r["study"] = name
     columns = [Column(k, k) for k in keys] + REPORT_COLUMNS
@@ -298,11 +306,12 @@ def studies(
     if fmt not in FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}, got {fmt!r}",
                                  param_hint="--format")
-    store = _open_store(storage)
-    rows = store.list_studies()
+    with _open_store(storage) as store:
+        rows = store.list_studies()
+        where = store.masked_url
     cols = [Column(k, k) for k in ("study", "task", "sampler", "archs", "depths", "cells",
                                    "complete", "requested", "feasible", "updated")]
-    render(rows, fmt, columns=cols, title=f"Studies in {store.masked_url}")
+    render(rows, fmt, columns=cols, title=f"Studies in {where}")
 
 
 @app.command()
@@ -321,9 +330,9 @@ def export(
     if fmt not in EXPORT_FORMATS:
         raise typer.BadParameter(f"choose one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}",
                                  param_hint="--format")
-    store = _open_store(storage)
-    name = _pick_study(store, study, fmt)
-    paths = export_study(store, name, out, fmt)
+    with _open_store(storage) as store:
+        name = _pick_study(store, study, fmt)
+        paths = export_study(store, name, out, fmt)
     for p in paths:
         typer.echo(str(p))
 

@@ -20,6 +20,7 @@ of :mod:`rnnsweep.kernels` are tested against.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -33,7 +34,7 @@ State = tuple[torch.Tensor, ...]
 Nonlinearity = Literal["tanh", "relu"]
 
 
-def activation(name: str) -> callable:
+def activation(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """The pointwise nonlinearity ``s`` by name."""
     if name == "tanh":
         return torch.tanh

@@ -136,10 +136,10 @@ class PackedRNN(nn.Module):
     ) -> None:
         super().__init__()
         assert len(members) >= 1, "a pack needs at least one member"
-        if cfg.depth < self_min_depth(cfg):
-            raise ValueError(f"{cfg.arch} needs depth >= {self_min_depth(cfg)}, got {cfg.depth}")
-        self.cfg = cfg
         self.cell = get_cell(cfg.arch, cfg.gru_reset)
+        if cfg.depth < self.cell.min_depth:
+            raise ValueError(f"{cfg.arch} needs depth >= {self.cell.min_depth}, got {cfg.depth}")
+        self.cfg = cfg
         self.s = self.cell.resolve_nonlinearity(cfg.nonlinearity)
         self.members = tuple(members)
         self.K = len(members)
@@ -192,6 +192,3 @@ class PackedRNN(nn.Module):
         out = torch.bmm(seq.reshape(K, T * B, H), self.W_out) + self.b_out  # (K, T*B, O)
         return out.reshape(K, T, B, -1)  # (K, T, B, O)
 
-
-def self_min_depth(cfg: ModelConfig) -> int:
-    return get_cell(cfg.arch, cfg.gru_reset).min_depth

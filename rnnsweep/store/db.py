@@ -159,7 +159,7 @@ class Store:
         with self.engine.connect() as con:
             row = con.execute(sa.select(studies.c.spec_json).where(studies.c.name == name)).first()
         if row is None:
-            known = [s["name"] for s in self.list_studies()]
+            known = [s["study"] for s in self.list_studies()]
             hint = f"; known studies: {', '.join(known)}" if known else ""
             raise StudyNotFoundError(f"no study named {name!r} in {self.masked_url!r}{hint}")
         return json.loads(row[0])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -79,11 +80,18 @@ def _parse(url: str) -> URL:
             f"is not one of {', '.join(SUPPORTED)}"
         )
     try:
-        u.get_dialect()
+        dialect = u.get_dialect()
     except NoSuchModuleError:
         raise StorageError(
             f"unsupported storage URL {mask_url(url)!r}: no SQLAlchemy driver "
             f"{u.drivername!r}"
+        ) from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as exc:
+        raise StorageError(
+            f"storage URL {mask_url(url)!r} needs the Python package {exc.name!r}: "
+            "pip install 'rnnsweep[postgres]'"
         ) from None
     return u
 
@@ -96,6 +104,19 @@ def _sqlite_path(u: URL, url: str) -> Path:
             "e.g. sqlite:///rnnsweep.db"
         )
     return Path(db)
+
+
+def _probe_writable(parent: Path, path: Path) -> None:
+    """Create and remove a probe file: os.access says yes to root even on /sys."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".rnnsweep-probe-", dir=parent)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create storage {str(path)!r}: directory {str(parent)!r} is not writable "
+            f"({exc.strerror})"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _classify(tables: set[str], where: str) -> None:
@@ -126,10 +147,7 @@ def check_storage(url: str, *, create: bool) -> bool:
                 raise StorageError(
                     f"cannot create storage {str(path)!r}: directory {str(parent)!r} does not exist"
                 )
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise StorageError(
-                    f"cannot create storage {str(path)!r}: directory {str(parent)!r} is not writable"
-                )
+            _probe_writable(parent, path)
             return False
         if not os.access(path, os.R_OK):
             raise StorageError(f"cannot read storage file {str(path)!r}: permission denied")
