@@ -47,8 +47,11 @@ err = Console(stderr=True)
 
 StorageOpt = Annotated[
     str | None,
-    typer.Option("--storage", help="SQLAlchemy URL or SQLite path "
-                 "[env RNNSWEEP_STORAGE; default sqlite:///rnnsweep.db]", show_default=False),
+    typer.Option(
+        "--storage",
+        help="SQLAlchemy URL or SQLite path [env RNNSWEEP_STORAGE; default sqlite:///rnnsweep.db]",
+        show_default=False,
+    ),
 ]
 FormatOpt = Annotated[
     str, typer.Option("--format", "-f", help="Output format: table, json, csv or markdown.")
@@ -108,8 +111,9 @@ class _Bar:
     def start(self, total: int, done: int, feasible: int) -> None:
         self.feasible = feasible
         self.progress.start()
-        self.task = self.progress.add_task(self.study, total=total, completed=done,
-                                           feasible=feasible)
+        self.task = self.progress.add_task(
+            self.study, total=total, completed=done, feasible=feasible
+        )
 
     def advance(self, done: int, feasible: int) -> None:
         self.feasible += feasible
@@ -122,62 +126,132 @@ class _Bar:
 @app.command()
 def run(
     study_file: Annotated[
-        Path | None, typer.Argument(help="A study TOML file (flags override its values).",
-                                    show_default=False)
+        Path | None,
+        typer.Argument(help="A study TOML file (flags override its values).", show_default=False),
     ] = None,
-    arch: Annotated[list[str] | None, typer.Option(
-        "--arch", "-a", help="Architectures: rnn, irnn, ugrnn, gru, lstm, plusrnn (+rnn), "
-        "minimalrnn. Comma list or repeated.", show_default=False)] = None,
-    depth: Annotated[list[str] | None, typer.Option(
-        "--depth", "-d", help="Stacking depths, comma list or repeated.",
-        show_default=False)] = None,
-    task: Annotated[str | None, typer.Option(help="Task: parens, memory, capacity, adding, "
-                                             "arith. [default: parens]", show_default=False)] = None,
-    trials: Annotated[int | None, typer.Option(
-        help="Trials per (arch, depth) cell. [default: 20]", show_default=False)] = None,
-    steps: Annotated[int | None, typer.Option(
-        help="Training steps per trial. [default: 300]", show_default=False)] = None,
-    batch_size: Annotated[int | None, typer.Option(
-        help="Sequences per step. [default: 32]", show_default=False)] = None,
-    params: Annotated[str | None, typer.Option(
-        help="Parameter budget per trial, e.g. 20k: the widest network that fits "
-        "(Collins' equal-parameter rule). [default: 20k]", show_default=False)] = None,
-    hidden: Annotated[int | None, typer.Option(
-        help="Fixed units per layer; overrides --params.", show_default=False)] = None,
-    sampler: Annotated[str | None, typer.Option(
-        help="random | qmc (Sobol) | tpe | grid. random and qmc give unbiased feasible "
-        "fractions. [default: random]", show_default=False)] = None,
-    seed: Annotated[int | None, typer.Option(help="Study seed. [default: 0]",
-                                             show_default=False)] = None,
-    study: Annotated[str | None, typer.Option(
-        "--study", "-s", help="Study name. [default: from task, archs and depths]",
-        show_default=False)] = None,
+    arch: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--arch",
+            "-a",
+            help="Architectures: rnn, irnn, ugrnn, gru, lstm, plusrnn (+rnn), "
+            "minimalrnn. Comma list or repeated.",
+            show_default=False,
+        ),
+    ] = None,
+    depth: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--depth", "-d", help="Stacking depths, comma list or repeated.", show_default=False
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Cells to leave out, e.g. plusrnn/d1. Comma list or repeated.", show_default=False
+        ),
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(
+            help="Task: parens, memory, capacity, adding, arith. [default: parens]",
+            show_default=False,
+        ),
+    ] = None,
+    trials: Annotated[
+        int | None,
+        typer.Option(help="Trials per (arch, depth) cell. [default: 20]", show_default=False),
+    ] = None,
+    steps: Annotated[
+        int | None,
+        typer.Option(help="Training steps per trial. [default: 300]", show_default=False),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Sequences per step. [default: 32]", show_default=False)
+    ] = None,
+    params: Annotated[
+        str | None,
+        typer.Option(
+            help="Parameter budget per trial, e.g. 20k: the widest network that fits "
+            "(Collins' equal-parameter rule). [default: 20k]",
+            show_default=False,
+        ),
+    ] = None,
+    hidden: Annotated[
+        int | None,
+        typer.Option(help="Fixed units per layer; overrides --params.", show_default=False),
+    ] = None,
+    sampler: Annotated[
+        str | None,
+        typer.Option(
+            help="random | qmc (Sobol) | tpe | grid. random and qmc give unbiased feasible "
+            "fractions. [default: random]",
+            show_default=False,
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Study seed. [default: 0]", show_default=False)
+    ] = None,
+    study: Annotated[
+        str | None,
+        typer.Option(
+            "--study",
+            "-s",
+            help="Study name. [default: from task, archs and depths]",
+            show_default=False,
+        ),
+    ] = None,
     storage: StorageOpt = None,
-    device: Annotated[str | None, typer.Option(
-        help="auto | cpu | cuda. [default: auto]", show_default=False)] = None,
-    pack_size: Annotated[int, typer.Option(
-        help="Trials trained together as one pack.")] = 1,
-    lr: Annotated[str | None, typer.Option(
-        help="Learning rate: LOW:HIGH (log) or a fixed value. [default: 1e-4:1]",
-        show_default=False)] = None,
-    init_scale: Annotated[str | None, typer.Option(
-        help="Init scale sigma: LOW:HIGH (log) or fixed. [default: 0.3:3]",
-        show_default=False)] = None,
-    b_fg: Annotated[str | None, typer.Option(
-        help="Forget/update gate bias: LOW:HIGH or fixed. [default: -2:4]",
-        show_default=False)] = None,
-    clip: Annotated[str | None, typer.Option(
-        help="Gradient-norm clip: LOW:HIGH (log) or fixed. [default: 0.1:100]",
-        show_default=False)] = None,
-    nonlinearity: Annotated[str | None, typer.Option(
-        help="tanh,relu choices. [default: tanh,relu]", show_default=False)] = None,
-    optimizer: Annotated[str | None, typer.Option(
-        help="adam,rmsprop,sgd choices. [default: all three]", show_default=False)] = None,
-    gru_reset: Annotated[str | None, typer.Option(
-        help="GRU reset convention: pre (Collins) or post (torch.nn.GRU). [default: pre]",
-        show_default=False)] = None,
-    threads: Annotated[int, typer.Option(
-        help="CPU threads for torch (1 is fastest for small RNNs on a shared machine).")] = 1,
+    device: Annotated[
+        str | None, typer.Option(help="auto | cpu | cuda. [default: auto]", show_default=False)
+    ] = None,
+    pack_size: Annotated[int, typer.Option(help="Trials trained together as one pack.")] = 1,
+    lr: Annotated[
+        str | None,
+        typer.Option(
+            help="Learning rate: LOW:HIGH (log) or a fixed value. [default: 1e-4:1]",
+            show_default=False,
+        ),
+    ] = None,
+    init_scale: Annotated[
+        str | None,
+        typer.Option(
+            help="Init scale sigma: LOW:HIGH (log) or fixed. [default: 0.3:3]", show_default=False
+        ),
+    ] = None,
+    b_fg: Annotated[
+        str | None,
+        typer.Option(
+            help="Forget/update gate bias: LOW:HIGH or fixed. [default: -2:4]", show_default=False
+        ),
+    ] = None,
+    clip: Annotated[
+        str | None,
+        typer.Option(
+            help="Gradient-norm clip: LOW:HIGH (log) or fixed. [default: 0.1:100]",
+            show_default=False,
+        ),
+    ] = None,
+    nonlinearity: Annotated[
+        str | None, typer.Option(help="tanh,relu choices. [default: tanh,relu]", show_default=False)
+    ] = None,
+    optimizer: Annotated[
+        str | None,
+        typer.Option(help="adam,rmsprop,sgd choices. [default: all three]", show_default=False),
+    ] = None,
+    gru_reset: Annotated[
+        str | None,
+        typer.Option(
+            help="GRU reset convention: pre (Collins) or post (torch.nn.GRU). [default: pre]",
+            show_default=False,
+        ),
+    ] = None,
+    threads: Annotated[
+        int,
+        typer.Option(
+            help="CPU threads for torch (1 is fastest for small RNNs on a shared machine)."
+        ),
+    ] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run (or resume) a study: train trials until every cell has --trials of them."""
@@ -187,9 +261,17 @@ def run(
     # 1. The spec: file, then flags on top; validated before anything touches disk.
     base: dict[str, Any] = load_toml(study_file) if study_file is not None else {}
     flags: dict[str, Any] = {}
-    for key, value in (("arch", _list(arch)), ("depth", _list(depth)), ("task", task),
-                       ("trials", trials), ("sampler", sampler), ("seed", seed),
-                       ("name", study), ("device", device)):
+    for key, value in (
+        ("arch", _list(arch)),
+        ("depth", _list(depth)),
+        ("exclude", _list(exclude)),
+        ("task", task),
+        ("trials", trials),
+        ("sampler", sampler),
+        ("seed", seed),
+        ("name", study),
+        ("device", device),
+    ):
         if value is not None:
             flags[key] = value
     train = {k: v for k, v in (("steps", steps), ("batch_size", batch_size)) if v is not None}
@@ -205,9 +287,18 @@ def run(
         model["gru_reset"] = gru_reset
     if model:
         flags["model"] = model
-    space = {k: v for k, v in (("lr", lr), ("init_scale", init_scale), ("b_fg", b_fg),
-                                ("clip", clip), ("nonlinearity", nonlinearity),
-                                ("optimizer", optimizer)) if v is not None}
+    space = {
+        k: v
+        for k, v in (
+            ("lr", lr),
+            ("init_scale", init_scale),
+            ("b_fg", b_fg),
+            ("clip", clip),
+            ("nonlinearity", nonlinearity),
+            ("optimizer", optimizer),
+        )
+        if v is not None
+    }
     if space:
         flags["space"] = space
     spec = spec_from_dict(merge(base, flags))
@@ -235,8 +326,9 @@ def run(
         f"{summary.feasible_run} feasible, {summary.wall_time:.1f} s; "
         f"{summary.already_done + summary.trials_run}/{summary.requested} complete."
     )
-    err.print(f"Next: rnnsweep report --study {spec.name}"
-              + ("" if storage is None else " --storage ..."))
+    err.print(
+        f"Next: rnnsweep report --study {spec.name}" + ("" if storage is None else " --storage ...")
+    )
 
 
 # ---- report / studies / export ---------------------------------------------------------
@@ -265,11 +357,18 @@ def _pick_study(store, study: str | None, fmt: str) -> str:
 
 @app.command()
 def report(
-    study: Annotated[str | None, typer.Option("--study", "-s", help="Study name. "
-                                              "[default: the most recent]",
-                                              show_default=False)] = None,
-    by: Annotated[str, typer.Option(help="Group by these columns (arch, depth, optimizer, "
-                                    "nonlinearity, init, hidden).")] = "arch,depth",
+    study: Annotated[
+        str | None,
+        typer.Option(
+            "--study", "-s", help="Study name. [default: the most recent]", show_default=False
+        ),
+    ] = None,
+    by: Annotated[
+        str,
+        typer.Option(
+            help="Group by these columns (arch, depth, optimizer, nonlinearity, init, hidden)."
+        ),
+    ] = "arch,depth",
     fmt: FormatOpt = "table",
     storage: StorageOpt = None,
 ) -> None:
@@ -278,8 +377,9 @@ def report(
     from rnnsweep.report import REPORT_COLUMNS, feasibility_rows, parse_by
 
     if fmt not in FORMATS:
-        raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}, got {fmt!r}",
-                                 param_hint="--format")
+        raise typer.BadParameter(
+            f"choose one of {', '.join(FORMATS)}, got {fmt!r}", param_hint="--format"
+        )
     keys = parse_by(by)
     with _open_store(storage) as store:
         name = _pick_study(store, study, fmt)
@@ -288,8 +388,11 @@ def report(
     for r in rows:
         r["study"] = name
     columns = [Column(k, k) for k in keys] + REPORT_COLUMNS
-    title = (f"{name}: task {spec['task']}, sampler {spec['sampler']}; feasible = training "
-             "did not diverge (Collins), solved = final eval loss under the task threshold")
+    title = (
+        f"{name}: task {spec['task']}, sampler {spec['sampler']}\n"
+        "feasible = training did not diverge (Collins et al.); "
+        "solved = final eval loss under the task threshold"
+    )
     render(rows, fmt, columns=columns, title=title)
     if not rows:
         err.print(f"Study {name!r} has no complete trials yet.")
@@ -304,23 +407,42 @@ def studies(
     from rnnsweep.render import FORMATS, Column, render
 
     if fmt not in FORMATS:
-        raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}, got {fmt!r}",
-                                 param_hint="--format")
+        raise typer.BadParameter(
+            f"choose one of {', '.join(FORMATS)}, got {fmt!r}", param_hint="--format"
+        )
     with _open_store(storage) as store:
         rows = store.list_studies()
         where = store.masked_url
-    cols = [Column(k, k) for k in ("study", "task", "sampler", "archs", "depths", "cells",
-                                   "complete", "requested", "feasible", "updated")]
+    cols = [
+        Column(k, k)
+        for k in (
+            "study",
+            "task",
+            "sampler",
+            "archs",
+            "depths",
+            "cells",
+            "complete",
+            "requested",
+            "feasible",
+            "updated",
+        )
+    ]
     render(rows, fmt, columns=cols, title=f"Studies in {where}")
 
 
 @app.command()
 def export(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write "
-                                      "trials.<fmt> and curves.<fmt> into.")],
-    study: Annotated[str | None, typer.Option("--study", "-s", help="Study name. "
-                                              "[default: the most recent]",
-                                              show_default=False)] = None,
+    out: Annotated[
+        Path,
+        typer.Option("--out", "-o", help="Directory to write trials.<fmt> and curves.<fmt> into."),
+    ],
+    study: Annotated[
+        str | None,
+        typer.Option(
+            "--study", "-s", help="Study name. [default: the most recent]", show_default=False
+        ),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="parquet or csv.")] = "parquet",
     storage: StorageOpt = None,
 ) -> None:
@@ -328,8 +450,9 @@ def export(
     from rnnsweep.store.export import EXPORT_FORMATS, export_study
 
     if fmt not in EXPORT_FORMATS:
-        raise typer.BadParameter(f"choose one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}",
-                                 param_hint="--format")
+        raise typer.BadParameter(
+            f"choose one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}", param_hint="--format"
+        )
     with _open_store(storage) as store:
         name = _pick_study(store, study, fmt)
         paths = export_study(store, name, out, fmt)
@@ -346,8 +469,15 @@ def archs() -> None:
     rows = []
     for a in ARCHS:
         c = get_cell(a)
-        rows.append({"arch": a, "cell": c.title, "gates": c.n_gates,
-                     "nonlinearity": "/".join(c.nonlinearities), "min_depth": c.min_depth})
+        rows.append(
+            {
+                "arch": a,
+                "cell": c.title,
+                "gates": c.n_gates,
+                "nonlinearity": "/".join(c.nonlinearities),
+                "min_depth": c.min_depth,
+            }
+        )
     render(rows, "table", columns=[Column(k, k) for k in rows[0]], title="Cells")
 
 
@@ -360,9 +490,18 @@ def tasks() -> None:
     rows = []
     for name in TASKS:
         t = make_task(name)
-        rows.append({"task": name, "kind": t.kind, "n_in": t.n_in, "n_out": t.n_out,
-                     "seq_len": t.seq_len, "metric": t.metric_name,
-                     "solved_below": t.solved_threshold, "description": t.description})
+        rows.append(
+            {
+                "task": name,
+                "kind": t.kind,
+                "n_in": t.n_in,
+                "n_out": t.n_out,
+                "seq_len": t.seq_len,
+                "metric": t.metric_name,
+                "solved_below": t.solved_threshold,
+                "description": t.description,
+            }
+        )
     render(rows, "table", columns=[Column(k, k) for k in rows[0]], title="Tasks")
 
 

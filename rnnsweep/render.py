@@ -105,7 +105,11 @@ def render(
     ``fmt``.
     """
     _check_format(fmt)
-    console = Console() if console is None else console
+    if console is None:
+        # Piped or redirected output has no terminal width to fit; Rich would assume
+        # 80 columns and truncate cells, so give it room (a terminal keeps its width).
+        probe = Console()
+        console = probe if probe.is_terminal else Console(width=160)
     if fmt == "table":
         console.print(_table(rows, _columns(rows, columns), title))
         return

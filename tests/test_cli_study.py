@@ -64,8 +64,11 @@ def test_report_json_equals_recomputation(study_db, cli):
     # Recompute independently: Optuna trials for fate, raw SQL for losses.
     url = f"sqlite:///{study_db}"
     con = sqlite3.connect(study_db)
-    losses = dict(con.execute("SELECT optuna_trial_id, final_loss FROM rnnsweep_trials"
-                              " WHERE state = 'complete'").fetchall())
+    losses = dict(
+        con.execute(
+            "SELECT optuna_trial_id, final_loss FROM rnnsweep_trials WHERE state = 'complete'"
+        ).fetchall()
+    )
     solved = dict(con.execute("SELECT optuna_trial_id, solved FROM rnnsweep_trials").fetchall())
     con.close()
     assert len(rows) == 4
@@ -80,7 +83,8 @@ def test_report_json_equals_recomputation(study_db, cli):
         assert row["ci_low"] == pytest.approx(lo, abs=1e-12)
         assert row["ci_high"] == pytest.approx(hi, abs=1e-12)
         assert row["solved_fraction"] == pytest.approx(
-            sum(bool(solved[t._trial_id]) for t in ts) / 6)
+            sum(bool(solved[t._trial_id]) for t in ts) / 6
+        )
         fl = sorted(losses[t._trial_id] for t in feas)
         if fl:
             assert row["best_loss"] == pytest.approx(fl[0])
@@ -169,8 +173,27 @@ def test_resume_runs_up_to_new_total(cli, fast_toml, tmp_path):
 
 def test_sgd_lr_10_diverges_and_study_continues(cli, fast_toml, tmp_path):
     url = f"sqlite:///{tmp_path / 'd.db'}"
-    r = cli("run", str(fast_toml), "--arch", "rnn", "--depth", "1", "--trials", "3", *FAST,
-            "--optimizer", "sgd", "--lr", "10", "--clip", "100", "--storage", url, "--study", "div")
+    r = cli(
+        "run",
+        str(fast_toml),
+        "--arch",
+        "rnn",
+        "--depth",
+        "1",
+        "--trials",
+        "3",
+        *FAST,
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "10",
+        "--clip",
+        "100",
+        "--storage",
+        url,
+        "--study",
+        "div",
+    )
     assert r.code == 0, r.err
     study = optuna.load_study(study_name="div.rnn.d1", storage=url)
     trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))

@@ -36,8 +36,10 @@ RUN_CASES = {
     "unknown task": (["--task", "paren"], ["unknown task 'paren'", "did you mean 'parens'"]),
     "depth 0": (["--depth", "0"], ["depth must be >= 1, got 0"]),
     "negative depth": (["--depth", "1,-2"], ["depth must be >= 1, got -2"]),
-    "plusrnn depth 1": (["--arch", "+rnn", "--depth", "1"], ["plusrnn needs depth >= 2",
-                                                              "Collins"]),
+    "plusrnn depth 1": (
+        ["--arch", "+rnn", "--depth", "1"],
+        ["plusrnn needs depth >= 2", "Collins"],
+    ),
     "inverted range": (["--lr", "0.1:0.001"], ["lr range is inverted"]),
     "empty choice": (["--optimizer", ","], ["optimizer choices are empty"]),
     "unknown choice": (["--optimizer", "adamw"], ["unknown optimizer 'adamw'"]),
@@ -68,12 +70,17 @@ def test_bad_run_flags(cli, workdir, case):
 TOML_CASES = {
     "malformed": ("name = 'x'\narch = [\n", ["not valid TOML"]),
     "unknown top key": ("archs = ['gru']\n", ["unknown key 'archs'", "did you mean 'arch'"]),
-    "unknown train key": ("[train]\nstep = 3\n", ["unknown key 'step' in [train]",
-                                                   "did you mean 'steps'"]),
+    "unknown train key": (
+        "[train]\nstep = 3\n",
+        ["unknown key 'step' in [train]", "did you mean 'steps'"],
+    ),
     "unknown space key": ("[space]\nlearning_rate = [0.1, 1]\n", ["unknown key 'learning_rate'"]),
     "unknown task option": ("[task_options]\nmax_dept = 3\n", ["max_dept", "max_depth"]),
     "empty arch list": ("arch = []\n", ["no architecture given"]),
-    "inverted table range": ("[space]\nclip = {low = 5.0, high = 1.0}\n", ["clip range is inverted"]),
+    "inverted table range": (
+        "[space]\nclip = {low = 5.0, high = 1.0}\n",
+        ["clip range is inverted"],
+    ),
 }
 
 
@@ -118,24 +125,38 @@ def _storage_cases(tmp: Path) -> dict[str, tuple[str, list[str]]]:
     if os.geteuid() != 0:
         (tmp / "ro").mkdir(mode=0o500)
     return {
-        "unreachable host": (_pg_url(_free_port()), ["cannot connect to storage",
-                                                     "postgresql://rnn:***@127.0.0.1"]),
+        "unreachable host": (
+            _pg_url(_free_port()),
+            ["cannot connect to storage", "postgresql://rnn:***@127.0.0.1"],
+        ),
         "unsupported scheme": ("mongodb://localhost/db", ["unsupported storage URL"]),
-        "unsupported driver": ("postgresql+nosuchdriver://u:x@localhost/db",
-                               ["unsupported storage URL"]),
+        "unsupported driver": (
+            "postgresql+nosuchdriver://u:x@localhost/db",
+            ["unsupported storage URL"],
+        ),
         "in-memory sqlite": ("sqlite://", ["give a SQLite file path"]),
         "not a database": (f"sqlite:///{text}", ["is not a SQLite database"]),
-        "foreign database": (f"sqlite:///{other}", ["not an rnnsweep/Optuna database",
-                                                     "invoices"]),
+        "foreign database": (f"sqlite:///{other}", ["not an rnnsweep/Optuna database", "invoices"]),
         "directory": (f"sqlite:///{tmp / 'adir'}", ["is a directory"]),
         "missing directory": (f"sqlite:///{tmp / 'no' / 'such' / 'x.db'}", ["does not exist"]),
         "unwritable": (f"sqlite:///{unwritable}", ["not writable"]),
     }
 
 
-@pytest.mark.parametrize("case", ["unreachable host", "unsupported scheme", "unsupported driver",
-                                  "in-memory sqlite", "not a database", "foreign database",
-                                  "directory", "missing directory", "unwritable"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unreachable host",
+        "unsupported scheme",
+        "unsupported driver",
+        "in-memory sqlite",
+        "not a database",
+        "foreign database",
+        "directory",
+        "missing directory",
+        "unwritable",
+    ],
+)
 def test_bad_storage_for_run(cli, workdir, case):
     url, needles = _storage_cases(workdir)[case]
     before = snapshot(workdir)
@@ -161,11 +182,30 @@ def test_read_commands_never_create_a_database(cli, workdir, command):
 
 def test_report_unknown_study_and_bad_grouping(cli, workdir, fast_toml):
     url = f"sqlite:///{workdir / 's.db'}"
-    assert cli("run", str(fast_toml), "--arch", "rnn", "--depth", "1", "--trials", "1", *FAST,
-               "--storage", url, "--study", "one").code == 0
+    assert (
+        cli(
+            "run",
+            str(fast_toml),
+            "--arch",
+            "rnn",
+            "--depth",
+            "1",
+            "--trials",
+            "1",
+            *FAST,
+            "--storage",
+            url,
+            "--study",
+            "one",
+        ).code
+        == 0
+    )
     before = snapshot(workdir)
-    _one_line_error(cli("report", "--storage", url, "--study", "two"),
-                    "no study named 'two'", "known studies: one")
+    _one_line_error(
+        cli("report", "--storage", url, "--study", "two"),
+        "no study named 'two'",
+        "known studies: one",
+    )
     _one_line_error(cli("report", "--storage", url, "--by", "colour"), "cannot group by 'colour'")
     _one_line_error(cli("report", "--storage", url, "--format", "xml"), "--format")
     _one_line_error(cli("export", "--storage", url, "--format", "xlsx", "--out", "o"), "--format")
@@ -176,8 +216,9 @@ def test_cli_subprocess_has_no_traceback(tmp_path):
     """The installed entry point, in a real process: one line, exit 2."""
     exe = Path(sys.executable).with_name("rnnsweep")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "rnnsweep"]
-    p = subprocess.run([*cmd, "run", "--arch", "nope"], cwd=tmp_path, capture_output=True,
-                       text=True, timeout=120)
+    p = subprocess.run(
+        [*cmd, "run", "--arch", "nope"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert p.returncode == 2
     assert p.stderr.strip().count("\n") == 0 and p.stderr.startswith("Error: unknown arch")
     assert list(tmp_path.iterdir()) == []

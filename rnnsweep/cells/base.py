@@ -121,9 +121,7 @@ class Cell:
         """Gaussian ``N(0, sigma^2/fan_in)``; recurrent blocks may be ``sigma * orthogonal``."""
         fan_in = shape[0]
         if name == "Wh" and cfg.init == "orthogonal" and shape[0] == hidden:
-            blocks = [
-                _orthogonal(hidden, gen) * cfg.init_scale for _ in range(shape[1] // hidden)
-            ]
+            blocks = [_orthogonal(hidden, gen) * cfg.init_scale for _ in range(shape[1] // hidden)]
             return torch.cat(blocks, dim=1)
         w = torch.randn(shape, generator=gen, dtype=torch.float64)
         return w * (cfg.init_scale / math.sqrt(fan_in))

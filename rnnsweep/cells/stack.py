@@ -151,7 +151,9 @@ class PackedRNN(nn.Module):
         readouts: list[tuple[torch.Tensor, torch.Tensor]] = []
         for m in members:
             gen = torch.Generator().manual_seed(int(m.seed))
-            layers = [self.cell.init_layer(cfg.n_in, H, layer, m, gen) for layer in range(cfg.depth)]
+            layers = [
+                self.cell.init_layer(cfg.n_in, H, layer, m, gen) for layer in range(cfg.depth)
+            ]
             w_out = torch.randn(H, cfg.n_out, generator=gen, dtype=torch.float64) / math.sqrt(H)
             per_member.append(layers)
             readouts.append((w_out, torch.zeros(1, cfg.n_out, dtype=torch.float64)))
@@ -184,11 +186,12 @@ class PackedRNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reference forward: ``(K, T, B, n_in) -> (K, T, B, n_out)``, one step at a time."""
-        assert x.dim() == 4 and x.shape[0] == self.K, f"expected (K={self.K}, T, B, I), got {tuple(x.shape)}"
+        assert x.dim() == 4 and x.shape[0] == self.K, (
+            f"expected (K={self.K}, T, B, I), got {tuple(x.shape)}"
+        )
         seq = x
         for layer in range(self.cfg.depth):
             seq = self.cell.layer_forward(self.layer_params(layer), seq, self.s)  # (K, T, B, H)
         K, T, B, H = seq.shape
         out = torch.bmm(seq.reshape(K, T * B, H), self.W_out) + self.b_out  # (K, T*B, O)
         return out.reshape(K, T, B, -1)  # (K, T, B, O)
-

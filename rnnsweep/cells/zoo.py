@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import torch
 
-from rnnsweep.cells.base import Cell, InitConfig, Params, State, activation
+from rnnsweep.cells.base import Cell, InitConfig, Params, activation
 
 __all__ = [
     "GRUCell",
@@ -240,5 +240,3 @@ class MinimalRNNCell(Cell):
         u = torch.sigmoid(up + _recurrent(p, h))
         h = u * h + (1 - u) * z
         return (h,), h
-
-

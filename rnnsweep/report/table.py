@@ -26,10 +26,11 @@ REPORT_COLUMNS = [
     Column("trials", "trials"),
     Column("feasible", "feasible"),
     Column("feasible_fraction", "feasible %", lambda v: f"{100 * v:.1f}"),
-    Column("ci", "95% CI (Wilson)"),
+    Column("ci", "95% CI"),
     Column("solved_fraction", "solved %", lambda v: f"{100 * v:.1f}"),
-    Column("median_loss", "median loss", ".4g"),
-    Column("best_loss", "best loss", ".4g"),
+    Column("median_loss", "median loss", ".3g"),
+    Column("best_loss", "best loss", ".3g"),
+    Column("hidden", "hidden"),
     Column("params", "params"),
     Column("sampler", "sampler"),
 ]
@@ -49,7 +50,9 @@ def _nan_to_none(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
 
 
-def feasibility_rows(df: pd.DataFrame, by: Sequence[str] = ("arch", "depth")) -> list[dict[str, Any]]:
+def feasibility_rows(
+    df: pd.DataFrame, by: Sequence[str] = ("arch", "depth")
+) -> list[dict[str, Any]]:
     """One row per group: counts, feasible fraction with Wilson 95% CI, solved fraction,
     median and best final loss among feasible trials, and the sampler(s)."""
     rows: list[dict[str, Any]] = []
@@ -62,8 +65,9 @@ def feasibility_rows(df: pd.DataFrame, by: Sequence[str] = ("arch", "depth")) ->
         solved = int(g["solved"].astype(bool).sum())
         lo, hi = wilson_interval(feasible, n)
         ok = g.loc[~g["diverged"].astype(bool), "final_loss"].dropna()
-        row: dict[str, Any] = {k: (v.item() if hasattr(v, "item") else v) for k, v in
-                               zip(by, key, strict=True)}
+        row: dict[str, Any] = {
+            k: (v.item() if hasattr(v, "item") else v) for k, v in zip(by, key, strict=True)
+        }
         row.update(
             trials=n,
             feasible=feasible,
@@ -75,8 +79,9 @@ def feasibility_rows(df: pd.DataFrame, by: Sequence[str] = ("arch", "depth")) ->
             solved_fraction=solved / n,
             median_loss=_nan_to_none(float(ok.median())) if len(ok) else None,
             best_loss=_nan_to_none(float(ok.min())) if len(ok) else None,
-            params=int(g["params"].iloc[0]) if g["params"].nunique() == 1 else
-            f"{int(g['params'].min())}-{int(g['params'].max())}",
+            params=int(g["params"].iloc[0])
+            if g["params"].nunique() == 1
+            else f"{int(g['params'].min())}-{int(g['params'].max())}",
             hidden=int(g["hidden"].iloc[0]) if g["hidden"].nunique() == 1 else None,
             sampler=",".join(sorted(g["sampler"].unique())),
         )

@@ -85,8 +85,9 @@ class Store:
             try:
                 metadata.create_all(self.engine)
             except sa.exc.SQLAlchemyError as exc:
+                reason = scrub(str(getattr(exc, "orig", None) or exc), url)
                 raise StorageError(
-                    f"cannot create tables in {self.masked_url!r}: {scrub(str(exc.orig or exc), url)}"
+                    f"cannot create tables in {self.masked_url!r}: {reason}"
                 ) from None
 
     # ---- Optuna ------------------------------------------------------------------
@@ -107,8 +108,9 @@ class Store:
         names = set(sa.inspect(self.engine).get_table_names())
         return {"rnnsweep_studies", "rnnsweep_trials", "rnnsweep_curves"} <= names
 
-    def register_study(self, spec_json: Mapping[str, Any], identity: Mapping[str, Any],
-                       spec_hash: str) -> bool:
+    def register_study(
+        self, spec_json: Mapping[str, Any], identity: Mapping[str, Any], spec_hash: str
+    ) -> bool:
         """Record a new study, or check a resumed one; returns True when it already existed.
 
         Raises SpecMismatchError naming the differing keys when the stored spec
@@ -148,8 +150,11 @@ class Store:
                 con.execute(
                     studies.update()
                     .where(studies.c.name == name)
-                    .values(trials_per_cell=spec_json["trials"], updated_at=now,
-                            spec_json=json.dumps(stored, sort_keys=True))
+                    .values(
+                        trials_per_cell=spec_json["trials"],
+                        updated_at=now,
+                        spec_json=json.dumps(stored, sort_keys=True),
+                    )
                 )
             return True
 
@@ -178,8 +183,11 @@ class Store:
 
     def touch_study(self, name: str) -> None:
         with self.engine.begin() as con:
-            con.execute(studies.update().where(studies.c.name == name)
-                        .values(updated_at=dt.datetime.now(dt.UTC)))
+            con.execute(
+                studies.update()
+                .where(studies.c.name == name)
+                .values(updated_at=dt.datetime.now(dt.UTC))
+            )
 
     def list_studies(self) -> list[dict[str, Any]]:
         """Every study with its cell count and trial counts."""
@@ -187,33 +195,41 @@ class Store:
             return []
         with self.engine.connect() as con:
             rows = con.execute(sa.select(studies).order_by(studies.c.id)).mappings().all()
-            counts = con.execute(
-                sa.select(
-                    trials.c.study,
-                    sa.func.count().label("trials"),
-                    sa.func.sum(sa.case((trials.c.diverged, 0), else_=1)).label("feasible"),
+            counts = (
+                con.execute(
+                    sa.select(
+                        trials.c.study,
+                        sa.func.count().label("trials"),
+                        sa.func.sum(sa.case((trials.c.diverged, 0), else_=1)).label("feasible"),
+                    )
+                    .where(trials.c.state == "complete")
+                    .group_by(trials.c.study)
                 )
-                .where(trials.c.state == "complete")
-                .group_by(trials.c.study)
-            ).mappings().all()
+                .mappings()
+                .all()
+            )
         by_study = {c["study"]: c for c in counts}
         out = []
         for r in rows:
             spec = json.loads(r["spec_json"])
             n_cells = len(spec["archs"]) * len(spec["depths"])
             c = by_study.get(r["name"], {"trials": 0, "feasible": 0})
-            out.append({
-                "study": r["name"],
-                "task": r["task"],
-                "sampler": r["sampler"],
-                "archs": ",".join(spec["archs"]),
-                "depths": ",".join(str(d) for d in spec["depths"]),
-                "cells": n_cells,
-                "requested": n_cells * r["trials_per_cell"],
-                "complete": int(c["trials"] or 0),
-                "feasible": int(c["feasible"] or 0),
-                "updated": r["updated_at"].strftime("%Y-%m-%d %H:%M") if r["updated_at"] else "",
-            })
+            out.append(
+                {
+                    "study": r["name"],
+                    "task": r["task"],
+                    "sampler": r["sampler"],
+                    "archs": ",".join(spec["archs"]),
+                    "depths": ",".join(str(d) for d in spec["depths"]),
+                    "cells": n_cells,
+                    "requested": n_cells * r["trials_per_cell"],
+                    "complete": int(c["trials"] or 0),
+                    "feasible": int(c["feasible"] or 0),
+                    "updated": r["updated_at"].strftime("%Y-%m-%d %H:%M")
+                    if r["updated_at"]
+                    else "",
+                }
+            )
         return out
 
     # ---- trials ------------------------------------------------------------------
@@ -255,8 +271,9 @@ class Store:
             return {}
         with self.engine.connect() as con:
             rows = con.execute(
-                sa.select(trials.c.optuna_trial_id, trials.c.id, trials.c.state)
-                .where(trials.c.optuna_trial_id.in_(ids))
+                sa.select(trials.c.optuna_trial_id, trials.c.id, trials.c.state).where(
+                    trials.c.optuna_trial_id.in_(ids)
+                )
             ).all()
         return {r[0]: (r[1], r[2]) for r in rows}
 
@@ -271,9 +288,15 @@ class Store:
         """Learning curves of the study's trials, tidy: one row per (trial, step)."""
         q = (
             sa.select(
-                trials.c.study, trials.c.arch, trials.c.depth, trials.c.trial_number,
-                trials.c.optuna_trial_id, curves.c.step, curves.c.train_loss,
-                curves.c.eval_loss, curves.c.eval_metric,
+                trials.c.study,
+                trials.c.arch,
+                trials.c.depth,
+                trials.c.trial_number,
+                trials.c.optuna_trial_id,
+                curves.c.step,
+                curves.c.train_loss,
+                curves.c.eval_loss,
+                curves.c.eval_metric,
             )
             .join(curves, curves.c.trial_row == trials.c.id)
             .where(trials.c.study == study, trials.c.state.in_(states))

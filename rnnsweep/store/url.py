@@ -83,8 +83,7 @@ def _parse(url: str) -> URL:
         dialect = u.get_dialect()
     except NoSuchModuleError:
         raise StorageError(
-            f"unsupported storage URL {mask_url(url)!r}: no SQLAlchemy driver "
-            f"{u.drivername!r}"
+            f"unsupported storage URL {mask_url(url)!r}: no SQLAlchemy driver {u.drivername!r}"
         ) from None
     try:
         dialect.import_dbapi()
@@ -164,8 +163,9 @@ def check_storage(url: str, *, create: bool) -> bool:
             finally:
                 con.close()
         except sqlite3.DatabaseError as exc:
-            raise StorageError(f"storage file {str(path)!r} is not a usable SQLite database: "
-                               f"{exc}") from None
+            raise StorageError(
+                f"storage file {str(path)!r} is not a usable SQLite database: {exc}"
+            ) from None
         _classify({r[0] for r in rows}, f"storage file {str(path)!r}")
         return True
 

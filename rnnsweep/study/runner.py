@@ -97,9 +97,14 @@ def _open_cell(spec: StudySpec, store: Store, plan: CellPlan) -> _Cell:
     )
     if "rnnsweep_study" not in study.user_attrs:
         for k, v in {
-            "rnnsweep_study": spec.name, "arch": plan.arch, "depth": plan.depth,
-            "hidden": plan.hidden, "params": plan.params, "task": spec.task,
-            "sampler": spec.sampler, "feasibility": "constraint <= 0: training did not diverge",
+            "rnnsweep_study": spec.name,
+            "arch": plan.arch,
+            "depth": plan.depth,
+            "hidden": plan.hidden,
+            "params": plan.params,
+            "task": spec.task,
+            "sampler": spec.sampler,
+            "feasibility": "constraint <= 0: training did not diverge",
         }.items():
             study.set_user_attr(k, v)
     _recover_stale(study, store)
@@ -120,8 +125,9 @@ def _recover_stale(study: optuna.Study, store: Store) -> None:
     store.set_trial_state((rows[t._trial_id][0] for t in stale if t._trial_id in rows), "failed")
 
 
-def _fail_and_requeue(study: optuna.Study, trial_id: int, params: dict, user_attrs: dict,
-                      number: int) -> None:
+def _fail_and_requeue(
+    study: optuna.Study, trial_id: int, params: dict, user_attrs: dict, number: int
+) -> None:
     storage = study._storage
     storage.set_trial_state_values(trial_id, TrialState.FAIL)
     attrs = {"seed": user_attrs.get("seed"), "rerun_of": number}
@@ -132,8 +138,12 @@ def _member(settings: TrialSettings) -> MemberSpec:
     return MemberSpec(
         lr=settings.lr,
         clip=settings.clip,
-        init=InitConfig(init_scale=settings.init_scale, b_fg=settings.b_fg,
-                        init=settings.init, seed=settings.seed),
+        init=InitConfig(
+            init_scale=settings.init_scale,
+            b_fg=settings.b_fg,
+            init=settings.init,
+            seed=settings.seed,
+        ),
     )
 
 
@@ -172,7 +182,9 @@ def run_study(
     already = sum(c.complete for c in cells)
     summary = RunSummary(spec.name, resumed, device, requested, already)
     feasible_before = sum(
-        1 for c in cells for t in c.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        1
+        for c in cells
+        for t in c.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if t.user_attrs.get("constraints", (0.0,))[0] <= 0
     )
     if progress is not None:
@@ -196,15 +208,20 @@ def run_study(
 
     summary.wall_time = time.perf_counter() - t0
     summary.cells = [
-        {"arch": c.plan.arch, "depth": c.plan.depth, "hidden": c.plan.hidden,
-         "params": c.plan.params}
+        {
+            "arch": c.plan.arch,
+            "depth": c.plan.depth,
+            "hidden": c.plan.hidden,
+            "params": c.plan.params,
+        }
         for c in cells
     ]
     return summary
 
 
-def _run_pack(spec: StudySpec, store: Store, task, cell: _Cell, n: int, device: str,
-              spec_json: dict) -> tuple[int, int]:
+def _run_pack(
+    spec: StudySpec, store: Store, task, cell: _Cell, n: int, device: str, spec_json: dict
+) -> tuple[int, int]:
     """Ask n trials of one cell, train them (grouped by optimizer and nonlinearity), tell."""
     plan = cell.plan
     dists = distributions(spec.space, plan.arch)
@@ -225,31 +242,68 @@ def _run_pack(spec: StudySpec, store: Store, task, cell: _Cell, n: int, device: 
             groups[(s.optimizer, s.nonlinearity)].append(i)
         feasible = 0
         for (opt_name, nl), idx in groups.items():
-            model_cfg = ModelConfig(plan.arch, task.n_in, task.n_out, plan.hidden, plan.depth,
-                                    nonlinearity=nl, gru_reset=spec.model.gru_reset)
-            results = train_pack(task, model_cfg, opt_name, [_member(asked[i][1]) for i in idx],
-                                 spec.train, device=device)
+            model_cfg = ModelConfig(
+                plan.arch,
+                task.n_in,
+                task.n_out,
+                plan.hidden,
+                plan.depth,
+                nonlinearity=nl,
+                gru_reset=spec.model.gru_reset,
+            )
+            results = train_pack(
+                task,
+                model_cfg,
+                opt_name,
+                [_member(asked[i][1]) for i in idx],
+                spec.train,
+                device=device,
+            )
             for i, res in zip(idx, results, strict=True):
                 trial, settings = asked[i]
-                feasible += _record(spec, store, task, cell, trial, settings, model_cfg, res,
-                                    len(idx), device, spec_json)
+                feasible += _record(
+                    spec,
+                    store,
+                    task,
+                    cell,
+                    trial,
+                    settings,
+                    model_cfg,
+                    res,
+                    len(idx),
+                    device,
+                    spec_json,
+                )
         asked.clear()
         return n, feasible
     finally:
         # Interrupted or failed mid-pack: hand the untold trials back for a re-run.
         for trial, _ in asked:
             if cell.study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
-                _fail_and_requeue(cell.study, trial._trial_id, trial.params, trial.user_attrs,
-                                  trial.number)
+                _fail_and_requeue(
+                    cell.study, trial._trial_id, trial.params, trial.user_attrs, trial.number
+                )
 
 
-def _record(spec: StudySpec, store: Store, task, cell: _Cell, trial: optuna.Trial,
-            settings: TrialSettings, model_cfg: ModelConfig, res: MemberResult, pack_size: int,
-            device: str, spec_json: dict) -> int:
+def _record(
+    spec: StudySpec,
+    store: Store,
+    task,
+    cell: _Cell,
+    trial: optuna.Trial,
+    settings: TrialSettings,
+    model_cfg: ModelConfig,
+    res: MemberResult,
+    pack_size: int,
+    device: str,
+    spec_json: dict,
+) -> int:
     """Store one trial's result, then tell Optuna; returns 1 when feasible."""
     plan = cell.plan
-    solved = (not res.diverged) and math.isfinite(res.final_loss) and (
-        res.final_loss < task.solved_threshold
+    solved = (
+        (not res.diverged)
+        and math.isfinite(res.final_loss)
+        and (res.final_loss < task.solved_threshold)
     )
     extra = task.summary(res.final_loss, res.metric, plan.params) if not res.diverged else {}
     config = {
@@ -303,8 +357,13 @@ def _record(spec: StudySpec, store: Store, task, cell: _Cell, trial: optuna.Tria
         res.curve,
     )
     constraint = (1.0,) if res.diverged else (0.0,)
-    for k, v in {"constraints": list(constraint), "diverged": res.diverged, "solved": solved,
-                 "hidden": plan.hidden, "params": plan.params}.items():
+    for k, v in {
+        "constraints": list(constraint),
+        "diverged": res.diverged,
+        "solved": solved,
+        "hidden": plan.hidden,
+        "params": plan.params,
+    }.items():
         trial.set_user_attr(k, v)
     cell.study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, constraint)
     value = math.inf if res.diverged else res.final_loss

@@ -75,7 +75,10 @@ def make_sampler(spec: StudySpec, plan: CellPlan) -> optuna.samplers.BaseSampler
         return optuna.samplers.RandomSampler(seed=seed)
     if spec.sampler == "qmc":
         return optuna.samplers.QMCSampler(
-            qmc_type="sobol", scramble=True, seed=seed, warn_independent_sampling=False,
+            qmc_type="sobol",
+            scramble=True,
+            seed=seed,
+            warn_independent_sampling=False,
             warn_asynchronous_seeding=False,
         )
     if spec.sampler == "tpe":

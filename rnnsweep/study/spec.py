@@ -158,6 +158,7 @@ class StudySpec:
     task_options: Mapping[str, Any] = field(default_factory=dict)
     archs: tuple[str, ...] = ("ugrnn",)
     depths: tuple[int, ...] = (1,)
+    exclude: tuple[tuple[str, int], ...] = ()  # (arch, depth) cells left out of the grid
     trials: int = 20  # per (arch, depth) cell
     sampler: str = "random"
     seed: int = 0
@@ -177,8 +178,11 @@ class StudySpec:
         plans = []
         for arch in self.archs:
             for depth in self.depths:
-                base = ModelConfig(arch, task.n_in, task.n_out, 1, depth,
-                                   gru_reset=self.model.gru_reset)
+                if (arch, depth) in self.exclude:
+                    continue
+                base = ModelConfig(
+                    arch, task.n_in, task.n_out, 1, depth, gru_reset=self.model.gru_reset
+                )
                 if self.model.hidden is not None:
                     hidden = self.model.hidden
                 else:
@@ -195,6 +199,7 @@ class StudySpec:
             "task_options": dict(self.make_task().options()),
             "archs": list(self.archs),
             "depths": list(self.depths),
+            "exclude": [f"{a}/d{d}" for a, d in self.exclude],
             "trials": self.trials,
             "sampler": self.sampler,
             "seed": self.seed,
@@ -218,8 +223,21 @@ class StudySpec:
 
 # ---- parsing -------------------------------------------------------------------
 
-_TOP_KEYS = ("name", "task", "task_options", "arch", "depth", "trials", "sampler", "seed",
-             "device", "model", "train", "space")
+_TOP_KEYS = (
+    "name",
+    "task",
+    "task_options",
+    "arch",
+    "depth",
+    "exclude",
+    "trials",
+    "sampler",
+    "seed",
+    "device",
+    "model",
+    "train",
+    "space",
+)
 _MODEL_KEYS = tuple(f.name for f in fields(ModelSpec))
 _TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
 _SPACE_KEYS = tuple(f.name for f in fields(SearchSpace))
@@ -327,12 +345,15 @@ def _parse_range(name: str, value: Any, default: Range) -> Range:
 def _parse_choices(name: str, value: Any) -> tuple[str, ...]:
     items = [str(v).strip().lower() for v in _as_list(value)]
     if not items:
-        raise SpecError(f"{name} choices are empty; give at least one of "
-                        f"{', '.join(_ALLOWED_CHOICES[name])}")
+        raise SpecError(
+            f"{name} choices are empty; give at least one of {', '.join(_ALLOWED_CHOICES[name])}"
+        )
     for it in items:
         if it not in _ALLOWED_CHOICES[name]:
-            raise SpecError(f"unknown {name} {it!r}{suggest(it, _ALLOWED_CHOICES[name])}; "
-                            f"choose from {', '.join(_ALLOWED_CHOICES[name])}")
+            raise SpecError(
+                f"unknown {name} {it!r}{suggest(it, _ALLOWED_CHOICES[name])}; "
+                f"choose from {', '.join(_ALLOWED_CHOICES[name])}"
+            )
     return tuple(dict.fromkeys(items))
 
 
@@ -377,6 +398,23 @@ def _parse_depths(value: Any) -> tuple[int, ...]:
     return tuple(dict.fromkeys(depths))
 
 
+def _parse_exclude(
+    value: Any, archs: tuple[str, ...], depths: tuple[int, ...]
+) -> set[tuple[str, int]]:
+    """``["plusrnn/d1", ...]`` -> {(arch, depth)}; each must name a cell of the study."""
+    out: set[tuple[str, int]] = set()
+    for item in _as_list(value):
+        m = re.fullmatch(r"\s*([^/\s]+)\s*/\s*d?(\d+)\s*", str(item))
+        if not m:
+            raise SpecError(f"exclude entries look like 'plusrnn/d1', got {item!r}")
+        arch = _parse_archs([m.group(1)])[0]
+        depth = int(m.group(2))
+        if arch not in archs or depth not in depths:
+            raise SpecError(f"exclude entry {item!r} names no cell of this study")
+        out.add((arch, depth))
+    return out
+
+
 def default_name(task: str, archs: tuple[str, ...], depths: tuple[int, ...]) -> str:
     return f"{task}-{'+'.join(archs)}-d{'+'.join(str(d) for d in depths)}"
 
@@ -387,8 +425,9 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
 
     task = str(d.get("task", "parens")).strip().lower()
     if task not in TASKS:
-        raise SpecError(f"unknown task {task!r}{suggest(task, tuple(TASKS))}; "
-                        f"choose from {', '.join(TASKS)}")
+        raise SpecError(
+            f"unknown task {task!r}{suggest(task, tuple(TASKS))}; choose from {', '.join(TASKS)}"
+        )
     task_options = dict(d.get("task_options", {}) or {})
     try:
         task_obj = make_task(task, task_options)
@@ -397,20 +436,33 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
 
     archs = _parse_archs(d.get("arch", ["ugrnn"]))
     depths = _parse_depths(d.get("depth", [1]))
+    exclude = _parse_exclude(d.get("exclude", []), archs, depths)
     for arch in archs:
         min_depth = get_cell(arch).min_depth
-        bad = [dep for dep in depths if dep < min_depth]
+        bad = [dep for dep in depths if dep < min_depth and (arch, dep) not in exclude]
         if bad:
+            hint = (
+                (
+                    f" (to run it at other depths only, add --exclude {arch}/d{bad[0]}, "
+                    "or exclude = [...] in a study file)"
+                )
+                if len(depths) > 1
+                else ""
+            )
             raise SpecError(
                 f"{arch} needs depth >= {min_depth}, got {bad[0]}: Collins et al. exclude the "
                 "+RNN at depth 1, where its depth output is only a gated copy of its projected "
-                "input and no layer above uses its recurrent output"
+                f"input and no layer above uses its recurrent output{hint}"
             )
+    if all((a, dep) in exclude for a in archs for dep in depths):
+        raise SpecError("every (arch, depth) cell is excluded; nothing to run")
 
     sampler = str(d.get("sampler", "random")).strip().lower()
     if sampler not in SAMPLERS:
-        raise SpecError(f"unknown sampler {sampler!r}{suggest(sampler, SAMPLERS)}; "
-                        f"choose from {', '.join(SAMPLERS)}")
+        raise SpecError(
+            f"unknown sampler {sampler!r}{suggest(sampler, SAMPLERS)}; "
+            f"choose from {', '.join(SAMPLERS)}"
+        )
     device = str(d.get("device", "auto")).strip().lower()
     if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
         raise SpecError(f"device must be auto, cpu or cuda, got {device!r}")
@@ -419,8 +471,9 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
     _check_keys(model_d, _MODEL_KEYS, "[model]")
     gru_reset = str(model_d.get("gru_reset", "pre")).lower()
     if gru_reset not in GRU_RESETS:
-        raise SpecError(f"model.gru_reset must be 'pre' (Collins) or 'post' (torch), "
-                        f"got {gru_reset!r}")
+        raise SpecError(
+            f"model.gru_reset must be 'pre' (Collins) or 'post' (torch), got {gru_reset!r}"
+        )
     hidden = model_d.get("hidden")
     model = ModelSpec(
         params=parse_count(model_d.get("params", ModelSpec.params)),
@@ -460,6 +513,7 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
         task_options=task_obj.options(),
         archs=archs,
         depths=depths,
+        exclude=tuple(sorted(exclude)),
         trials=_int(d.get("trials", 20), "trials", 1),
         sampler=sampler,
         seed=_int(d.get("seed", 0), "seed", 0),

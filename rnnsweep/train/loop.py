@@ -145,8 +145,12 @@ def train_pack(
         for k in torch.nonzero(bad).flatten().tolist():
             diverged_at[k] = step
             curves[k].append(
-                {"step": step, "train_loss": float(losses[k].detach()), "eval_loss": math.nan,
-                 "eval_metric": math.nan}
+                {
+                    "step": step,
+                    "train_loss": float(losses[k].detach()),
+                    "eval_loss": math.nan,
+                    "eval_metric": math.nan,
+                }
             )
         active = active & ~bad
         if not bool(active.any()):

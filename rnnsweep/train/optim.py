@@ -22,21 +22,21 @@ def _per_member(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (like.dim() - 1)))
 
 
-def clip_grad_norm_packed(
-    params: Sequence[torch.Tensor], max_norm: torch.Tensor
-) -> torch.Tensor:
+def clip_grad_norm_packed(params: Sequence[torch.Tensor], max_norm: torch.Tensor) -> torch.Tensor:
     """Scale each member's gradient so its global 2-norm is at most ``max_norm[k]``.
 
     Returns the per-member norms ``(K,)`` before clipping (inf/NaN where the
-    gradient is not finite; such members are left to the divergence check).
+    gradient is not finite; such members' gradients are zeroed and the member
+    is left to the divergence check).
     """
     grads = [p.grad for p in params if p.grad is not None]
     sq = torch.stack([g.reshape(g.shape[0], -1).pow(2).sum(dim=1) for g in grads]).sum(dim=0)
     norm = sq.sqrt()  # (K,)
+    ok = torch.isfinite(norm)  # (K,)
     scale = torch.clamp(max_norm / (norm + 1e-12), max=1.0)  # (K,)
-    scale = torch.where(torch.isfinite(scale), scale, torch.zeros_like(scale))
     for g in grads:
-        g.mul_(_per_member(scale, g))
+        # A select, not a multiply by 0: 0 * NaN and 0 * inf are NaN.
+        g.copy_(torch.where(_per_member(ok, g), g * _per_member(scale, g), torch.zeros_like(g)))
     return norm
 
 
