@@ -505,6 +505,71 @@ def tasks() -> None:
     render(rows, "table", columns=[Column(k, k) for k in rows[0]], title="Tasks")
 
 
+@app.command()
+def bench(
+    quick: Annotated[
+        bool,
+        typer.Option(
+            "--quick", help="Only the reference workload, fewer timed steps (under 60 s)."
+        ),
+    ] = False,
+    pack_size: Annotated[int, typer.Option(help="Trials per pack for the packed run.")] = 32,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
+    fmt: FormatOpt = "table",
+) -> None:
+    """Trials per hour: one at a time (reference, torch.nn) versus packed and fused."""
+    import torch
+
+    from rnnsweep.bench import BenchCase, rows_as_dicts, run_bench
+    from rnnsweep.render import FORMATS, Column, render
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(
+            f"choose one of {', '.join(FORMATS)}, got {fmt!r}", param_hint="--format"
+        )
+    if pack_size < 1 or threads < 1:
+        raise typer.BadParameter("must be >= 1", param_hint="--pack-size/--threads")
+    torch.set_num_threads(threads)
+    cases = [BenchCase("ugrnn", 2, 64)]
+    if not quick:
+        cases += [
+            BenchCase("gru", 2, 64),
+            BenchCase("lstm", 2, 64),
+            BenchCase("ugrnn", 8, 128),
+            BenchCase("gru", 8, 128),
+        ]
+    with err.status("benchmarking...") as status:
+        rows = run_bench(
+            cases,
+            pack_size=pack_size,
+            timed_steps=3 if quick else 5,
+            naive_steps=2 if quick else 3,
+            peak_seconds=0.5 if quick else 1.0,
+            on_case=lambda r: status.update(f"benchmarked {r.arch} depth {r.depth}"),
+        )
+    pct = lambda v: f"{100 * v:.0f}%"  # noqa: E731
+    cols = [
+        Column("arch"),
+        Column("depth"),
+        Column("hidden"),
+        Column("pack_size", "K"),
+        Column("naive_trials_per_hour", "naive trials/h", ".0f"),
+        Column("torch_trials_per_hour", "torch.nn trials/h", ".0f"),
+        Column("packed_trials_per_hour", "packed trials/h", ".0f"),
+        Column("speedup_vs_naive", "x naive", ".1f"),
+        Column("speedup_vs_torch", "x torch", ".1f"),
+        Column("gflops", "GFLOP/s", ".1f"),
+        Column("peak_gflops", "sgemm peak", ".1f"),
+        Column("fraction_of_peak", "of peak", pct),
+    ]
+    render(
+        rows_as_dicts(rows),
+        fmt,
+        columns=cols,
+        title=f"parens, seq 50, batch 32, 300 steps/trial; {threads} thread(s)",
+    )
+
+
 # ---- entry point ------------------------------------------------------------------
 
 

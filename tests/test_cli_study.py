@@ -210,3 +210,40 @@ def test_version_and_help(cli):
     assert r.code == 0 and r.out.startswith("rnnsweep ")
     r = cli("run", "--help")
     assert r.code == 0 and "--arch" in r.out and "--pack-size" in r.out
+
+
+def test_optuna_dashboard_opens_the_storage(study_db):
+    """optuna-dashboard's own WSGI app serves the study and marks diverged trials."""
+    import io
+
+    from optuna_dashboard import wsgi
+
+    app = wsgi(f"sqlite:///{study_db}")
+
+    def get(path: str) -> dict:
+        status: list[str] = []
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": path,
+            "SERVER_NAME": "localhost",
+            "SERVER_PORT": "80",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(),
+            "QUERY_STRING": "",
+            "wsgi.errors": io.StringIO(),
+        }
+        body = b"".join(app(environ, lambda s, h, *a: status.append(s)))
+        assert status[0].startswith("200"), status
+        return json.loads(body)
+
+    studies = get("/api/studies")["study_summaries"]
+    by_name = {s["study_name"]: s["study_id"] for s in studies}
+    assert "e2e.rnn.d1" in by_name
+    detail = get(f"/api/studies/{by_name['e2e.rnn.d1']}")
+    trials = detail["trials"]
+    assert len(trials) == 6
+    assert all(len(t["constraints"]) == 1 for t in trials)
+    url = f"sqlite:///{study_db}"
+    study = optuna.load_study(study_name="e2e.rnn.d1", storage=url)
+    diverged = {t.number for t in study.trials if t.user_attrs["diverged"]}
+    assert {t["number"] for t in trials if t["constraints"][0] > 0} == diverged

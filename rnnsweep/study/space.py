@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -82,10 +83,9 @@ def make_sampler(spec: StudySpec, plan: CellPlan) -> optuna.samplers.BaseSampler
             warn_asynchronous_seeding=False,
         )
     if spec.sampler == "tpe":
-        # constraints_func lets TPE learn to avoid the diverging region.
-        return optuna.samplers.TPESampler(
-            seed=seed, constraints_func=lambda t: t.user_attrs.get("constraints", (0.0,))
-        )
+        # TPE reads each trial's constraint (written before tell, see runner) and
+        # learns to avoid the diverging region (c-TPE, Optuna >= 5).
+        return optuna.samplers.TPESampler(seed=seed)
     if spec.sampler == "grid":
         return optuna.samplers.GridSampler(grid(spec.space, plan.arch), seed=seed)
     raise AssertionError(f"sampler {spec.sampler!r} passed validation")

@@ -66,6 +66,19 @@ class MemberResult:
     curve: list[dict[str, float]]  # {"step", "train_loss", "eval_loss", "eval_metric"}
 
 
+IMPLS = ("reference", "fused")
+
+
+def _forward_fn(model: PackedRNN, impl: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    if impl == "reference":
+        return model.forward
+    if impl == "fused":
+        from rnnsweep.kernels import fused_forward
+
+        return lambda x: fused_forward(model, x)
+    raise ValueError(f"unknown implementation {impl!r}; choose one of {', '.join(IMPLS)}")
+
+
 def _data_seed(seed: int) -> int:
     """A member's training-data seed, decorrelated from its initialisation seed."""
     return (seed * 2_654_435_761 + 97) % (2**63 - 1)
@@ -79,9 +92,16 @@ def train_pack(
     cfg: TrainConfig,
     *,
     device: str | torch.device = "cpu",
+    impl: str = "reference",
     on_step: Callable[[int], None] | None = None,
 ) -> list[MemberResult]:
-    """Train K members of one structure together; return one result per member."""
+    """Train K members of one structure together; return one result per member.
+
+    ``impl`` picks the sequence implementation: ``"reference"`` (per-step
+    autograd, :meth:`PackedRNN.forward`) or ``"fused"`` (:mod:`rnnsweep.kernels`:
+    batched products and a hand-derived backward through time). Both compute the
+    same function; the tests hold them to float tolerance.
+    """
     assert optimizer in OPTIMIZERS, f"optimizer {optimizer!r} not in {OPTIMIZERS}"
     assert cfg.steps >= 1 and cfg.eval_every >= 1, "steps and eval_every must be >= 1"
     t_start = time.perf_counter()
@@ -90,6 +110,7 @@ def train_pack(
 
     # 1. Model, per-member hyperparameters, optimizer, data streams and held-out set.
     model = PackedRNN(model_cfg, [m.init for m in members], dtype=dtype, device=device)
+    forward = _forward_fn(model, impl)
     params = list(model.parameters())
     lr = torch.tensor([m.lr for m in members], dtype=dtype, device=device)  # (K,)
     clip = torch.tensor([m.clip for m in members], dtype=dtype, device=device)  # (K,)
@@ -108,7 +129,7 @@ def train_pack(
     def evaluate(step: int, train_loss: torch.Tensor) -> None:
         nonlocal active
         with torch.no_grad():
-            out = model(eval_batch.x)
+            out = forward(eval_batch.x)
             ev = task.loss(out, eval_batch)  # (K,)
             met = task.metric(out, eval_batch)  # (K,)
         # The held-out loss obeys the same rule as the training loss: an update
@@ -135,7 +156,7 @@ def train_pack(
     for step in range(cfg.steps):
         # 2. Forward every member on its own batch.
         batch = Batch.stack([task.sample(g, cfg.batch_size) for g in gens]).to(device, dtype)
-        losses = task.loss(model(batch.x), batch)  # (K,)
+        losses = task.loss(forward(batch.x), batch)  # (K,)
         if step == 0:
             initial = losses.detach().clone()
             evaluate(0, losses.detach())
@@ -161,8 +182,21 @@ def train_pack(
         opt.zero_grad()
         total.backward()
 
-        # 5. Per-member clipping, then a masked batched update.
-        clip_grad_norm_packed(params, clip)
+        # 5. Per-member clipping, then a masked batched update. A non-finite
+        #    gradient norm is divergence too (the loss was finite, its slope not).
+        norms = clip_grad_norm_packed(params, clip)
+        bad = active & ~torch.isfinite(norms)
+        for k in torch.nonzero(bad).flatten().tolist():
+            diverged_at[k] = step
+            curves[k].append(
+                {
+                    "step": step,
+                    "train_loss": float(losses[k].detach()),
+                    "eval_loss": math.nan,
+                    "eval_metric": math.nan,
+                }
+            )
+        active = active & ~bad
         opt.step(active)
         if on_step is not None:
             on_step(step + 1)

@@ -1,0 +1,226 @@
+"""Throughput benchmark: one trial at a time versus packed, fused training.
+
+Three ways to train the same workload (task, cell, depth, width, sequence,
+batch, 300 steps):
+
+(a) ``naive``: one trial at a time, the per-step reference implementation;
+(b) ``torch``: one trial at a time with torch.nn.GRU / LSTM / RNN (cells that
+    have one; ugrnn, +RNN and minimalRNN have none);
+(c) ``packed``: K trials at once with the fused kernels.
+
+Each is timed over a few training steps after a warm-up, and a trial's time is
+extrapolated to the workload's step count (evaluations excluded, for all
+three alike). Achieved GFLOP/s counts matrix-product flops only (forward and
+backward: 3x the forward products), and the sgemm peak is measured in the same
+run with the same thread count, so the ratio compares like with like.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+
+from rnnsweep.cells import InitConfig, ModelConfig, PackedRNN, get_cell
+from rnnsweep.tasks import make_task
+from rnnsweep.tasks.base import Batch
+from rnnsweep.train.optim import PackedOptimizer, clip_grad_norm_packed
+
+__all__ = ["BenchCase", "BenchRow", "forward_flops", "measure_sgemm_gflops", "run_bench"]
+
+TORCH_MODULES = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM, "rnn": torch.nn.RNN}
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    """One workload: parens by default, as in the project's reference workload."""
+
+    arch: str = "ugrnn"
+    depth: int = 2
+    hidden: int = 64
+    seq_len: int = 50
+    batch_size: int = 32
+    steps: int = 300  # steps per trial the trials-per-hour figure assumes
+
+
+@dataclass
+class BenchRow:
+    arch: str
+    depth: int
+    hidden: int
+    seq_len: int
+    batch_size: int
+    pack_size: int
+    naive_ms_per_step: float
+    torch_ms_per_step: float | None
+    packed_ms_per_step: float  # per pack step (K trials)
+    naive_trials_per_hour: float
+    torch_trials_per_hour: float | None
+    packed_trials_per_hour: float
+    speedup_vs_naive: float
+    speedup_vs_torch: float | None
+    gflops: float  # packed, achieved
+    peak_gflops: float  # measured sgemm in the same run
+    fraction_of_peak: float
+    threads: int
+
+
+def forward_flops(cfg: ModelConfig, seq_len: int, batch: int) -> float:
+    """Matrix-product flops of one member's forward pass (2 per multiply-add)."""
+    cell = get_cell(cfg.arch, cfg.gru_reset)
+    rows = seq_len * batch
+    total = 0.0
+    for layer in range(cfg.depth):
+        for name, shape in cell.layer_shapes(cfg.n_in, cfg.hidden, layer).items():
+            if name in ("Wx", "Wh", "Vu", "P"):
+                total += 2.0 * rows * shape[0] * shape[1]
+    return total + 2.0 * rows * cfg.hidden * cfg.n_out
+
+
+def measure_sgemm_gflops(n: int = 1024, seconds: float = 1.0) -> float:
+    """float32 matrix-multiply rate of this machine, at torch's current thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+    return 2.0 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def _time(step: Callable[[], None], n: int, warmup: int = 2) -> float:
+    """Seconds per call of ``step``, median of ``n`` timed calls after a warm-up."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def _packed_step_fn(case: BenchCase, K: int, impl: str) -> tuple[Callable[[], None], ModelConfig]:
+    """One training step (forward, backward, clip, Adam) of a K-member pack."""
+    task = make_task("parens", {"seq_len": case.seq_len})
+    cfg = ModelConfig(case.arch, task.n_in, task.n_out, case.hidden, case.depth)
+    members = [InitConfig(init_scale=1.0, b_fg=1.0, seed=k) for k in range(K)]
+    model = PackedRNN(cfg, members)
+    params = list(model.parameters())
+    opt = PackedOptimizer(params, "adam", torch.full((K,), 1e-3))
+    clip = torch.full((K,), 1.0)
+    active = torch.ones(K, dtype=torch.bool)
+    gens = [torch.Generator().manual_seed(k) for k in range(K)]
+    if impl == "fused":
+        from rnnsweep.kernels import fused_forward
+
+        def fwd(x):
+            return fused_forward(model, x)
+    else:
+        fwd = model.forward
+
+    def step() -> None:
+        batch = Batch.stack([task.sample(g, case.batch_size) for g in gens])
+        loss = task.loss(fwd(batch.x), batch)
+        opt.zero_grad()
+        loss.sum().backward()
+        clip_grad_norm_packed(params, clip)
+        opt.step(active)
+
+    return step, cfg
+
+
+def _torch_step_fn(case: BenchCase) -> Callable[[], None] | None:
+    """One training step of torch.nn's own module for this cell, or None."""
+    module = TORCH_MODULES.get(case.arch)
+    if module is None:
+        return None
+    task = make_task("parens", {"seq_len": case.seq_len})
+    rnn = module(task.n_in, case.hidden, num_layers=case.depth)
+    readout = torch.nn.Linear(case.hidden, task.n_out)
+    params = list(rnn.parameters()) + list(readout.parameters())
+    opt = torch.optim.Adam(params, lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+
+    def step() -> None:
+        batch = task.sample(gen, case.batch_size)
+        out, _ = rnn(batch.x)  # (T, B, H)
+        logits = readout(out).unsqueeze(0)  # (1, T, B, O)
+        one = Batch(batch.x.unsqueeze(0), batch.y.unsqueeze(0), batch.mask.unsqueeze(0))
+        loss = task.loss(logits, one).sum()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+
+    return step
+
+
+def run_bench(
+    cases: Sequence[BenchCase],
+    *,
+    pack_size: int = 32,
+    timed_steps: int = 5,
+    naive_steps: int = 3,
+    peak_seconds: float = 1.0,
+    on_case: Callable[[BenchRow], None] | None = None,
+) -> list[BenchRow]:
+    """Time every case three ways; returns one row per case."""
+    threads = torch.get_num_threads()
+    peak = measure_sgemm_gflops(seconds=peak_seconds)
+    rows = []
+    for case in cases:
+        naive_step, cfg = _packed_step_fn(case, 1, "reference")
+        t_naive = _time(naive_step, naive_steps, warmup=1)
+        torch_step = _torch_step_fn(case)
+        t_torch = _time(torch_step, timed_steps) if torch_step is not None else None
+        packed_step, _ = _packed_step_fn(case, pack_size, "fused")
+        t_packed = _time(packed_step, timed_steps, warmup=1)
+
+        def per_hour(seconds_per_step: float, trials: int = 1) -> float:
+            return 3600.0 * trials / (seconds_per_step * case.steps)
+
+        flops = 3.0 * forward_flops(cfg, case.seq_len, case.batch_size) * pack_size
+        packed_tph = per_hour(t_packed, pack_size)
+        naive_tph = per_hour(t_naive)
+        torch_tph = per_hour(t_torch) if t_torch is not None else None
+        row = BenchRow(
+            arch=case.arch,
+            depth=case.depth,
+            hidden=case.hidden,
+            seq_len=case.seq_len,
+            batch_size=case.batch_size,
+            pack_size=pack_size,
+            naive_ms_per_step=1e3 * t_naive,
+            torch_ms_per_step=None if t_torch is None else 1e3 * t_torch,
+            packed_ms_per_step=1e3 * t_packed,
+            naive_trials_per_hour=naive_tph,
+            torch_trials_per_hour=torch_tph,
+            packed_trials_per_hour=packed_tph,
+            speedup_vs_naive=packed_tph / naive_tph,
+            speedup_vs_torch=None if torch_tph is None else packed_tph / torch_tph,
+            gflops=flops / t_packed / 1e9,
+            peak_gflops=peak,
+            fraction_of_peak=flops / t_packed / 1e9 / peak,
+            threads=threads,
+        )
+        rows.append(row)
+        if on_case is not None:
+            on_case(row)
+    return rows
+
+
+def rows_as_dicts(rows: Sequence[BenchRow]) -> list[dict]:
+    out = []
+    for r in rows:
+        d = asdict(r)
+        for k, v in d.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                d[k] = None
+        out.append(d)
+    return out
