@@ -182,8 +182,8 @@ def run_bench(
         packed_step, _ = _packed_step_fn(case, pack_size, "fused")
         t_packed = _time(packed_step, timed_steps, warmup=1)
 
-        def per_hour(seconds_per_step: float, trials: int = 1) -> float:
-            return 3600.0 * trials / (seconds_per_step * case.steps)
+        def per_hour(seconds_per_step: float, trials: int = 1, steps: int = case.steps) -> float:
+            return 3600.0 * trials / (seconds_per_step * steps)
 
         flops = 3.0 * forward_flops(cfg, case.seq_len, case.batch_size) * pack_size
         packed_tph = per_hour(t_packed, pack_size)
