@@ -15,7 +15,7 @@ from sqlalchemy import event
 
 from rnnsweep import __version__
 from rnnsweep.errors import SpecMismatchError, StorageError, StudyNotFoundError
-from rnnsweep.store.tables import curves, metadata, studies, trials
+from rnnsweep.store.tables import curves, metadata, slots, studies, trials
 from rnnsweep.store.url import check_storage, mask_url, scrub
 
 if TYPE_CHECKING:
@@ -256,6 +256,100 @@ class Store:
             if pts:
                 con.execute(curves.insert(), pts)
         return int(row_id)
+
+    def commit_trial(
+        self,
+        row: Mapping[str, Any],
+        curve: Iterable[Mapping[str, float]],
+        slot_id: int,
+        worker: str,
+    ) -> int | None:
+        """Insert a finished trial's row and curve and close its slot, atomically.
+
+        The slot update is conditional on this worker still holding the claim; if
+        it does not (its heartbeat went stale and another worker took the slot),
+        nothing is written and None is returned. This transaction is what makes
+        totals exact: a result counts if and only if its slot is done.
+        """
+        values = dict(row)
+        values.setdefault("state", "complete")
+        values.setdefault("created_at", dt.datetime.now(dt.UTC))
+        for k in ("initial_loss", "final_loss", "best_loss", "metric"):
+            values[k] = finite_or_none(values.get(k))
+        with self.engine.begin() as con:
+            res = con.execute(
+                slots.update()
+                .where(slots.c.id == slot_id, slots.c.worker == worker, slots.c.state == "claimed")
+                .values(state="done")
+            )
+            if res.rowcount != 1:
+                return None
+            row_id = con.execute(trials.insert().values(**values)).inserted_primary_key[0]
+            pts = [
+                {
+                    "trial_row": row_id,
+                    "step": int(p["step"]),
+                    "train_loss": finite_or_none(p.get("train_loss")),
+                    "eval_loss": finite_or_none(p.get("eval_loss")),
+                    "eval_metric": finite_or_none(p.get("eval_metric")),
+                }
+                for p in curve
+            ]
+            if pts:
+                con.execute(curves.insert(), pts)
+        return int(row_id)
+
+    def complete_count(self, study: str) -> int:
+        with self.engine.connect() as con:
+            return int(
+                con.execute(
+                    sa.select(sa.func.count())
+                    .select_from(trials)
+                    .where(trials.c.study == study, trials.c.state == "complete")
+                ).scalar()
+                or 0
+            )
+
+    def feasible_count(self, study: str) -> int:
+        with self.engine.connect() as con:
+            return int(
+                con.execute(
+                    sa.select(sa.func.count())
+                    .select_from(trials)
+                    .where(
+                        trials.c.study == study,
+                        trials.c.state == "complete",
+                        sa.not_(trials.c.diverged),
+                    )
+                ).scalar()
+                or 0
+            )
+
+    def claimed_slots(self, study: str) -> list[tuple[int, str]]:
+        with self.engine.connect() as con:
+            return [
+                (r[0], r[1])
+                for r in con.execute(
+                    sa.select(slots.c.id, slots.c.worker).where(
+                        slots.c.study == study, slots.c.state == "claimed"
+                    )
+                )
+            ]
+
+    def trial_rows(self, optuna_trial_ids: Iterable[int]) -> list[dict[str, Any]]:
+        """Counted rows of the given Optuna trials."""
+        ids = list(optuna_trial_ids)
+        if not ids:
+            return []
+        with self.engine.connect() as con:
+            return [
+                dict(r)
+                for r in con.execute(
+                    sa.select(trials).where(
+                        trials.c.optuna_trial_id.in_(ids), trials.c.state == "complete"
+                    )
+                ).mappings()
+            ]
 
     def set_trial_state(self, row_ids: Iterable[int], state: str) -> None:
         ids = list(row_ids)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["curves", "metadata", "studies", "trials"]
+__all__ = ["curves", "metadata", "slots", "studies", "trials"]
 
 metadata = sa.MetaData()
 
@@ -89,4 +89,30 @@ curves = sa.Table(
     sa.Column("train_loss", sa.Float, nullable=True),
     sa.Column("eval_loss", sa.Float, nullable=True),
     sa.Column("eval_metric", sa.Float, nullable=True),
+)
+
+# The unit of work. A study of N trials per cell has N slots per cell; a worker
+# *claims* a slot atomically (one UPDATE ... WHERE state = 'pending'), trains it,
+# and marks it done, so W workers finish exactly N per cell, none twice. A claim
+# carries a heartbeat; a claim whose heartbeat is older than the grace period
+# is stale and may be claimed again. The slot remembers its parameters and seed,
+# so a re-run (after a crash or an interrupt) trains the same trial again.
+slots = sa.Table(
+    "rnnsweep_slots",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("study", sa.String(128), nullable=False),
+    sa.Column("cell", sa.String(64), nullable=False),  # "ARCH/dDEPTH"
+    sa.Column("cell_order", sa.Integer, nullable=False),  # position in the study's cell list
+    sa.Column("slot", sa.Integer, nullable=False),  # 0 .. trials-1 within the cell
+    sa.Column("state", sa.String(16), nullable=False),  # pending | claimed | done
+    sa.Column("worker", sa.String(128), nullable=True),
+    sa.Column("claim_token", sa.String(64), nullable=True, index=True),
+    sa.Column("heartbeat_at", sa.Float, nullable=True),  # database clock, epoch seconds
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("params_json", sa.Text, nullable=True),  # fixed at the first attempt
+    sa.Column("seed", sa.BigInteger, nullable=True),
+    sa.Column("optuna_trial_id", sa.Integer, nullable=True),  # the current attempt's trial
+    sa.UniqueConstraint("study", "cell", "slot", name="uq_rnnsweep_slot"),
+    sa.Index("ix_rnnsweep_slots_state", "study", "state"),
 )

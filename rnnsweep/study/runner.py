@@ -1,18 +1,28 @@
-"""The study runner: ask Optuna for trials, train them in packs, store and tell.
+"""Studies in motion: create a study, and workers that train it to exact totals.
 
-Data flows one way: spec -> trials (Optuna ask) -> packs (train) -> results ->
-store (rnnsweep tables, then Optuna tell). Each (architecture, depth) cell is an
-Optuna study of its own, named ``STUDY.ARCH.dDEPTH``, so each cell has its own
-sampler sequence (one Sobol sequence per cell) and its own trial budget.
+Data flows one way: spec -> slots (the work queue) -> trials (Optuna) -> packs
+(train) -> results -> store. Each (architecture, depth) cell is an Optuna study
+of its own, named ``STUDY.ARCH.dDEPTH``, with ``trials`` slots in rnnsweep's
+queue. Any number of workers, in one process or on many machines sharing one
+storage, claim slots in packs, train them, and commit each result together with
+its slot in one transaction: so a study ends with exactly ``trials`` results
+per cell, none counted twice, whatever happens to a worker.
+
+A slot's parameters and seed are fixed at its first attempt, so a re-run after
+a crash or an interrupt trains the very same trial; the failed attempt stays
+in Optuna's history as FAIL and is never counted.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import socket
+import threading
 import time
+import uuid
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,6 +34,8 @@ from rnnsweep import __version__
 from rnnsweep.cells import InitConfig, ModelConfig
 from rnnsweep.errors import SpecError
 from rnnsweep.store import Store
+from rnnsweep.store.queue import Slot, SlotQueue
+from rnnsweep.study.params import slot_params
 from rnnsweep.study.space import (
     TrialSettings,
     derive_seed,
@@ -31,19 +43,28 @@ from rnnsweep.study.space import (
     make_sampler,
     settings_from_params,
 )
-from rnnsweep.study.spec import CellPlan, StudySpec
+from rnnsweep.study.spec import CellPlan, StudySpec, spec_from_json
 from rnnsweep.train import MemberResult, MemberSpec, train_pack
 
-__all__ = ["Progress", "RunSummary", "cell_study_name", "resolve_device", "run_study"]
+__all__ = [
+    "Progress",
+    "RunSummary",
+    "WorkerOptions",
+    "cell_study_name",
+    "create_study",
+    "resolve_device",
+    "run_study",
+    "run_worker",
+]
 
 # Optuna's key for constraint values (optuna/study/_constrained_optimization.py);
-# optuna-dashboard reads it to mark trials infeasible. Written for every sampler,
-# not only those that take a constraints_func.
+# optuna-dashboard reads this list to mark trials infeasible, Optuna 5 reads it
+# as constraint "0". A value <= 0 is feasible.
 CONSTRAINTS_KEY = "constraints"
 
 
 class Progress(Protocol):
-    """What the runner reports while it works (the CLI draws a Rich bar from it)."""
+    """What a worker reports while it works (the CLI draws a Rich bar from it)."""
 
     def start(self, total: int, done: int, feasible: int) -> None: ...
 
@@ -52,7 +73,7 @@ class Progress(Protocol):
 
 @dataclass
 class RunSummary:
-    """What one call of :func:`run_study` did."""
+    """What one call of :func:`run_study` or :func:`run_worker` did."""
 
     study: str
     resumed: bool
@@ -63,6 +84,24 @@ class RunSummary:
     feasible_run: int = 0
     wall_time: float = 0.0
     cells: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How one worker runs (none of it changes a trial's result)."""
+
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    pack_size: int = 1  # slots claimed and trained together
+    threads: int | None = 1  # torch CPU threads (None: torch's default)
+    heartbeat: float = 10.0  # seconds between heartbeats of claimed slots
+    grace: float | None = None  # a claim is stale after this long silent (3 x heartbeat)
+    poll: float = 1.0  # seconds between looks while others' trials run
+    impl: str = "reference"  # reference | fused
+    worker_id: str = ""
+
+    @property
+    def stale_after(self) -> float:
+        return self.grace if self.grace is not None else 3.0 * self.heartbeat
 
 
 def cell_study_name(study: str, arch: str, depth: int) -> str:
@@ -78,18 +117,17 @@ def resolve_device(device: str) -> str:
     return device
 
 
-@dataclass
-class _Cell:
-    plan: CellPlan
-    study: optuna.Study
-    complete: int
-    remaining: int
+def new_worker_id() -> str:
+    """``host:pid:random``: unique, and tells a dead local worker from a live one."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-def _open_cell(spec: StudySpec, store: Store, plan: CellPlan) -> _Cell:
-    name = cell_study_name(spec.name, plan.arch, plan.depth)
+# ---- creating ------------------------------------------------------------------------
+
+
+def _open_cell(spec: StudySpec, store: Store, plan: CellPlan) -> optuna.Study:
     study = optuna.create_study(
-        study_name=name,
+        study_name=cell_study_name(spec.name, plan.arch, plan.depth),
         storage=store.optuna_storage,
         sampler=make_sampler(spec, plan),
         direction="minimize",
@@ -107,31 +145,73 @@ def _open_cell(spec: StudySpec, store: Store, plan: CellPlan) -> _Cell:
             "feasibility": "constraint <= 0: training did not diverge",
         }.items():
             study.set_user_attr(k, v)
-    _recover_stale(study, store)
-    complete = sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-    return _Cell(plan, study, complete, max(0, spec.trials - complete))
+    return study
 
 
-def _recover_stale(study: optuna.Study, store: Store) -> None:
-    """Trials left RUNNING by an interrupted run: fail them, re-queue their settings.
+def create_study(spec: StudySpec, store: Store) -> tuple[bool, int, int]:
+    """Register a study (or check a resumed one) and its slots; train nothing.
 
-    The re-queued trial keeps the original parameters and seed; the failed
-    attempt stays in the history and is never counted.
+    Returns (resumed, requested trials, trials already complete). Raising
+    ``trials`` on a resumed study adds the missing slots.
     """
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    rows = store.rows_for_optuna_trials(t._trial_id for t in stale)
-    for t in stale:
-        _fail_and_requeue(study, t._trial_id, t.params, t.user_attrs, t.number)
-    store.set_trial_state((rows[t._trial_id][0] for t in stale if t._trial_id in rows), "failed")
+    resumed = store.register_study(spec.to_json(), spec.identity(), spec.spec_hash())
+    store.touch_study(spec.name)
+    plans = spec.cells()
+    for plan in plans:
+        _open_cell(spec, store, plan)
+    queue = SlotQueue(store.engine, spec.name)
+    queue.ensure([p.key for p in plans], spec.trials)
+    done = store.complete_count(spec.name)
+    return resumed, spec.trials * len(plans), done
 
 
-def _fail_and_requeue(
-    study: optuna.Study, trial_id: int, params: dict, user_attrs: dict, number: int
-) -> None:
-    storage = study._storage
-    storage.set_trial_state_values(trial_id, TrialState.FAIL)
-    attrs = {"seed": user_attrs.get("seed"), "rerun_of": number}
-    study.enqueue_trial(params, user_attrs={k: v for k, v in attrs.items() if v is not None})
+# ---- working -----------------------------------------------------------------------
+
+
+class _Heartbeat(threading.Thread):
+    """Keeps this worker's claimed slots alive while it trains."""
+
+    def __init__(self, queue: SlotQueue, worker: str, interval: float) -> None:
+        super().__init__(daemon=True, name="rnnsweep-heartbeat")
+        self.queue, self.worker, self.interval = queue, worker, interval
+        self.held: set[int] = set()
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+
+    def hold(self, ids: list[int]) -> None:
+        with self.lock:
+            self.held.update(ids)
+
+    def drop(self, ids: list[int]) -> None:
+        with self.lock:
+            self.held.difference_update(ids)
+
+    def run(self) -> None:
+        while not self.stop.wait(self.interval):
+            with self.lock:
+                ids = list(self.held)
+            try:
+                self.queue.heartbeat(ids, self.worker)
+            except Exception:  # noqa: BLE001 - a missed beat is retried; staleness has a grace
+                pass
+
+
+def _reap_dead_local_claims(queue: SlotQueue, store: Store) -> None:
+    """Release claims held by processes of this host that no longer exist.
+
+    A killed ``rnnsweep run`` on this machine need not wait out the grace period.
+    """
+    host = socket.gethostname()
+    for slot_id, worker in store.claimed_slots(queue.study):
+        parts = (worker or "").split(":")
+        if len(parts) < 3 or parts[0] != host or not parts[1].isdigit():
+            continue
+        try:
+            os.kill(int(parts[1]), 0)
+        except ProcessLookupError:
+            queue.release([slot_id], worker)
+        except PermissionError:  # alive, someone else's
+            pass
 
 
 def _member(settings: TrialSettings) -> MemberSpec:
@@ -147,64 +227,142 @@ def _member(settings: TrialSettings) -> MemberSpec:
     )
 
 
-def run_study(
-    spec: StudySpec,
-    store: Store,
-    *,
-    pack_size: int = 1,
-    threads: int | None = 1,
-    progress: Progress | None = None,
-    on_pack: Callable[[int], None] | None = None,
-) -> RunSummary:
-    """Run (or resume) a study until every cell has ``spec.trials`` complete trials.
+@dataclass
+class _Attempt:
+    slot: Slot
+    trial: optuna.Trial
+    settings: TrialSettings
 
-    ``threads`` sets torch's CPU threads (None leaves torch's default). One thread
-    is the default: these matrices are small, and with two threads on a 2-core
-    machine shared with any other process, OpenMP's spinning made a 50-step
-    ugrnn run 40x slower (1.3 s vs 51 s, measured); see docs/PERFORMANCE.md.
+
+class _Cell:
+    """One (arch, depth) cell as a worker sees it."""
+
+    def __init__(self, spec: StudySpec, store: Store, plan: CellPlan) -> None:
+        self.plan = plan
+        self.study = optuna.load_study(
+            study_name=cell_study_name(spec.name, plan.arch, plan.depth),
+            storage=store.optuna_storage,
+            sampler=make_sampler(spec, plan),
+        )
+        self.dists = distributions(spec.space, plan.arch)
+        self.storage = self.study._storage  # the RDB storage the study already holds
+
+
+def _fail_if_running(cell: _Cell, trial_id: int | None) -> None:
+    if trial_id is None:
+        return
+    try:
+        if cell.storage.get_trial(trial_id).state == TrialState.RUNNING:
+            cell.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except (KeyError, RuntimeError, optuna.exceptions.UpdateFinishedTrialError):
+        pass
+
+
+def _start_attempt(spec: StudySpec, cell: _Cell, slot: Slot, queue: SlotQueue) -> _Attempt:
+    """Create the Optuna trial of one slot's attempt: the slot's own parameters and seed."""
+    plan = cell.plan
+    # A previous attempt that never finished (crash, interrupt) is failed, not counted.
+    _fail_if_running(cell, slot.optuna_trial_id)
+    attrs = {"slot": slot.slot, "attempt": slot.attempts}
+    if slot.params is not None:  # a re-run: the same trial again
+        params, seed = slot.params, int(slot.seed)
+        attrs["rerun"] = True
+        trial = _create_trial(cell, params, {**attrs, "seed": seed})
+    elif spec.sampler == "tpe":
+        seed = derive_seed(spec.seed, "trial", plan.arch, plan.depth, slot.slot)
+        trial = cell.study.ask(fixed_distributions=cell.dists)
+        for k, v in {**attrs, "seed": seed}.items():
+            trial.set_user_attr(k, v)
+        params = dict(trial.params)
+    else:
+        seed = derive_seed(spec.seed, "trial", plan.arch, plan.depth, slot.slot)
+        params = slot_params(
+            spec.sampler, cell.dists, spec.space, plan.arch, plan.depth, slot.slot, spec.seed
+        )
+        trial = _create_trial(cell, params, {**attrs, "seed": seed})
+    queue.record_attempt(slot.id, params, seed, trial._trial_id)
+    return _Attempt(slot, trial, settings_from_params(spec.space, plan, params, seed))
+
+
+def _create_trial(cell: _Cell, params: dict[str, Any], user_attrs: dict[str, Any]) -> optuna.Trial:
+    """A RUNNING Optuna trial with given parameters (no queue: no other worker can take it)."""
+    dists = {k: cell.dists[k] for k in params if k in cell.dists}
+    template = optuna.trial.create_trial(
+        state=TrialState.RUNNING,
+        params={k: params[k] for k in dists},
+        distributions=dists,
+        user_attrs=user_attrs,
+    )
+    study_id = cell.storage.get_study_id_from_name(cell.study.study_name)
+    trial_id = cell.storage.create_new_trial(study_id, template_trial=template)
+    return optuna.trial.Trial(cell.study, trial_id)
+
+
+def run_worker(
+    store: Store,
+    study: str,
+    opts: WorkerOptions = WorkerOptions(),
+    *,
+    progress: Progress | None = None,
+) -> RunSummary:
+    """Train the study's slots, a pack at a time, until every cell is complete.
+
+    Waits (polling) while other workers hold live claims, and re-runs claims
+    that went stale. On an interrupt, hands its claimed slots back and re-raises.
     """
-    if pack_size < 1:
-        raise SpecError(f"pack size must be >= 1, got {pack_size}")
     t0 = time.perf_counter()
-    device = resolve_device(spec.device)
-    if threads is not None:
-        torch.set_num_threads(threads)
+    spec = spec_from_json(store.study_spec(study))
+    device = resolve_device(opts.device)
+    if opts.threads is not None:
+        torch.set_num_threads(opts.threads)
+    worker = opts.worker_id or new_worker_id()
     task = spec.make_task()
     spec_json = spec.to_json()
+    cells = {plan.key: _Cell(spec, store, plan) for plan in spec.cells()}
+    queue = SlotQueue(store.engine, study)
+    _reap_dead_local_claims(queue, store)
+    _finish_told_late(store, cells)
 
-    # 1. Register the study, or check that a resumed one has the same spec.
-    resumed = store.register_study(spec_json, spec.identity(), spec.spec_hash())
-    store.touch_study(spec.name)
-
-    # 2. Open each (arch, depth) cell's Optuna study and count what is left.
-    cells = [_open_cell(spec, store, plan) for plan in spec.cells()]
-    requested = spec.trials * len(cells)
-    already = sum(c.complete for c in cells)
-    summary = RunSummary(spec.name, resumed, device, requested, already)
-    feasible_before = sum(
-        1
-        for c in cells
-        for t in c.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if t.user_attrs.get("constraints", (0.0,))[0] <= 0
-    )
+    counts = queue.counts(opts.stale_after)
+    already = store.complete_count(study)
+    summary = RunSummary(study, True, device, counts.total, already)
     if progress is not None:
-        progress.start(requested, already, feasible_before)
+        progress.start(counts.total, already, store.feasible_count(study))
 
-    # 3. Round-robin over cells, one pack at a time, so an interrupted study has
-    #    results in every cell.
-    while any(c.remaining > 0 for c in cells):
-        for cell in cells:
-            if cell.remaining <= 0:
+    beat = _Heartbeat(queue, worker, opts.heartbeat)
+    beat.start()
+    attempts: list[_Attempt] = []
+    try:
+        while True:
+            claimed = queue.claim(worker, opts.pack_size, opts.stale_after)
+            if not claimed:
+                c = queue.counts(opts.stale_after)
+                if c.pending == 0 and c.claimed == 0 and c.stale == 0:
+                    break  # every slot is done
+                time.sleep(opts.poll)  # others' trials are running: wait for them
                 continue
-            n = min(pack_size, cell.remaining)
-            done, feasible = _run_pack(spec, store, task, cell, n, device, spec_json)
-            cell.remaining -= done
+            beat.hold([s.id for s in claimed])
+            cell = cells[claimed[0].cell]
+            attempts = [_start_attempt(spec, cell, s, queue) for s in claimed]
+            done, feasible = _train_and_commit(
+                spec, store, task, cell, attempts, device, spec_json, worker, opts.impl
+            )
+            beat.drop([a.slot.id for a in attempts])
+            attempts = []
             summary.trials_run += done
             summary.feasible_run += feasible
             if progress is not None:
                 progress.advance(done, feasible)
-            if on_pack is not None:
-                on_pack(done)
+    except BaseException:
+        # Interrupted (or broken) mid-pack: hand the slots back for a re-run with
+        # the same parameters; their Optuna trials become FAIL (history only).
+        if attempts:
+            queue.release([a.slot.id for a in attempts], worker)
+            for a in attempts:
+                _fail_if_running(cells[a.slot.cell], a.trial._trial_id)
+        raise
+    finally:
+        beat.stop.set()
 
     summary.wall_time = time.perf_counter() - t0
     summary.cells = [
@@ -214,92 +372,119 @@ def run_study(
             "hidden": c.plan.hidden,
             "params": c.plan.params,
         }
-        for c in cells
+        for c in cells.values()
     ]
     return summary
 
 
-def _run_pack(
-    spec: StudySpec, store: Store, task, cell: _Cell, n: int, device: str, spec_json: dict
-) -> tuple[int, int]:
-    """Ask n trials of one cell, train them (grouped by optimizer and nonlinearity), tell."""
-    plan = cell.plan
-    dists = distributions(spec.space, plan.arch)
-    asked: list[tuple[optuna.Trial, TrialSettings]] = []
-    try:
-        for _ in range(n):
-            trial = cell.study.ask(fixed_distributions=dists)
-            seed = trial.user_attrs.get("seed")
-            if seed is None:
-                seed = derive_seed(spec.seed, "trial", plan.arch, plan.depth, trial.number)
-                trial.set_user_attr("seed", seed)
-            asked.append((trial, settings_from_params(spec.space, plan, trial.params, seed)))
+def run_study(
+    spec: StudySpec,
+    store: Store,
+    *,
+    pack_size: int = 1,
+    threads: int | None = 1,
+    progress: Progress | None = None,
+    impl: str = "reference",
+    heartbeat: float = 10.0,
+) -> RunSummary:
+    """Create (or resume) a study and train it in this process until complete.
 
-        # Members of one pack share optimizer and nonlinearity (structure); the
-        # rest (lr, clip, init scale, gate bias, init, seed) varies per member.
-        groups: dict[tuple[str, str], list[int]] = defaultdict(list)
-        for i, (_, s) in enumerate(asked):
-            groups[(s.optimizer, s.nonlinearity)].append(i)
-        feasible = 0
-        for (opt_name, nl), idx in groups.items():
-            model_cfg = ModelConfig(
-                plan.arch,
-                task.n_in,
-                task.n_out,
-                plan.hidden,
-                plan.depth,
-                nonlinearity=nl,
-                gru_reset=spec.model.gru_reset,
-            )
-            results = train_pack(
-                task,
-                model_cfg,
-                opt_name,
-                [_member(asked[i][1]) for i in idx],
-                spec.train,
-                device=device,
-            )
-            for i, res in zip(idx, results, strict=True):
-                trial, settings = asked[i]
-                feasible += _record(
-                    spec,
-                    store,
-                    task,
-                    cell,
-                    trial,
-                    settings,
-                    model_cfg,
-                    res,
-                    len(idx),
-                    device,
-                    spec_json,
-                )
-        asked.clear()
-        return n, feasible
-    finally:
-        # Interrupted or failed mid-pack: hand the untold trials back for a re-run.
-        for trial, _ in asked:
-            if cell.study._storage.get_trial(trial._trial_id).state == TrialState.RUNNING:
-                _fail_and_requeue(
-                    cell.study, trial._trial_id, trial.params, trial.user_attrs, trial.number
-                )
+    ``threads`` sets torch's CPU threads (None leaves torch's default). One thread
+    is the default: these matrices are small, and with two threads on a 2-core
+    machine shared with any other process, OpenMP's spinning made a 50-step
+    ugrnn run 40x slower (1.3 s vs 51 s, measured); see docs/PERFORMANCE.md.
+    """
+    if pack_size < 1:
+        raise SpecError(f"pack size must be >= 1, got {pack_size}")
+    device = resolve_device(spec.device)
+    resumed, _, _ = create_study(spec, store)
+    opts = WorkerOptions(
+        device=device, pack_size=pack_size, threads=threads, heartbeat=heartbeat, impl=impl
+    )
+    summary = run_worker(store, spec.name, opts, progress=progress)
+    summary.resumed = resumed
+    return summary
 
 
-def _record(
+# ---- training and committing ---------------------------------------------------------
+
+
+def _train_and_commit(
     spec: StudySpec,
     store: Store,
     task,
     cell: _Cell,
-    trial: optuna.Trial,
-    settings: TrialSettings,
+    attempts: list[_Attempt],
+    device: str,
+    spec_json: dict,
+    worker: str,
+    impl: str,
+) -> tuple[int, int]:
+    """Train one claimed pack (grouped by structure), commit each result with its slot."""
+    plan = cell.plan
+    # Members of one pack share the nonlinearity and optimizer (structure); the
+    # rest (lr, clip, init scale, gate bias, init, seed) varies per member.
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, a in enumerate(attempts):
+        groups[(a.settings.optimizer, a.settings.nonlinearity)].append(i)
+    done = feasible = 0
+    for (opt_name, nl), idx in groups.items():
+        model_cfg = ModelConfig(
+            plan.arch,
+            task.n_in,
+            task.n_out,
+            plan.hidden,
+            plan.depth,
+            nonlinearity=nl,
+            gru_reset=spec.model.gru_reset,
+        )
+        results = train_pack(
+            task,
+            model_cfg,
+            opt_name,
+            [_member(attempts[i].settings) for i in idx],
+            spec.train,
+            device=device,
+            impl=impl,
+        )
+        for i, res in zip(idx, results, strict=True):
+            ok = _commit(
+                spec,
+                store,
+                task,
+                cell,
+                attempts[i],
+                model_cfg,
+                res,
+                len(idx),
+                device,
+                spec_json,
+                worker,
+            )
+            done += ok is not None
+            feasible += bool(ok)
+    return done, feasible
+
+
+def _commit(
+    spec: StudySpec,
+    store: Store,
+    task,
+    cell: _Cell,
+    attempt: _Attempt,
     model_cfg: ModelConfig,
     res: MemberResult,
     pack_size: int,
     device: str,
     spec_json: dict,
-) -> int:
-    """Store one trial's result, then tell Optuna; returns 1 when feasible."""
-    plan = cell.plan
+    worker: str,
+) -> bool | None:
+    """Store one result and close its slot (one transaction), then tell Optuna.
+
+    Returns True (feasible) / False (diverged), or None when the slot was taken
+    from this worker meanwhile (its heartbeat went stale): then nothing is kept.
+    """
+    plan, trial, settings = cell.plan, attempt.trial, attempt.settings
     solved = (
         (not res.diverged)
         and math.isfinite(res.final_loss)
@@ -315,58 +500,88 @@ def _record(
         "settings": settings.to_dict(),
         "train": spec.train.to_dict(),
         "sampler": spec.sampler,
-        "pack_size": pack_size,
-        "device": device,
+        "slot": attempt.slot.slot,
         "rnnsweep_version": __version__,
     }
-    row_id = store.save_trial(
-        {
-            "study": spec.name,
-            "optuna_study": cell.study.study_name,
-            "optuna_trial_id": trial._trial_id,
-            "trial_number": trial.number,
-            "task": spec.task,
-            "arch": plan.arch,
-            "depth": plan.depth,
-            "hidden": plan.hidden,
-            "params": plan.params,
-            "sampler": spec.sampler,
-            "seed": settings.seed,
-            "lr": settings.lr,
-            "init_scale": settings.init_scale,
-            "b_fg": settings.b_fg,
-            "clip": settings.clip,
-            "nonlinearity": settings.nonlinearity,
-            "optimizer": settings.optimizer,
-            "init": settings.init,
-            "diverged": res.diverged,
-            "diverged_at": res.diverged_at,
-            "solved": solved,
-            "initial_loss": res.initial_loss,
-            "final_loss": res.final_loss,
-            "best_loss": res.best_loss,
-            "metric": res.metric,
-            "metric_name": task.metric_name,
-            "steps_run": res.steps_run,
-            "wall_time": res.wall_time,
-            "pack_size": pack_size,
-            "device": device,
-            "extra_json": json.dumps(extra),
-            "config_json": json.dumps(config, sort_keys=True),
-        },
-        res.curve,
-    )
-    constraint = (1.0,) if res.diverged else (0.0,)
+    row = {
+        "study": spec.name,
+        "optuna_study": cell.study.study_name,
+        "optuna_trial_id": trial._trial_id,
+        "trial_number": trial.number,
+        "state": "complete",
+        "task": spec.task,
+        "arch": plan.arch,
+        "depth": plan.depth,
+        "hidden": plan.hidden,
+        "params": plan.params,
+        "sampler": spec.sampler,
+        "seed": settings.seed,
+        "lr": settings.lr,
+        "init_scale": settings.init_scale,
+        "b_fg": settings.b_fg,
+        "clip": settings.clip,
+        "nonlinearity": settings.nonlinearity,
+        "optimizer": settings.optimizer,
+        "init": settings.init,
+        "diverged": res.diverged,
+        "diverged_at": res.diverged_at,
+        "solved": solved,
+        "initial_loss": res.initial_loss,
+        "final_loss": res.final_loss,
+        "best_loss": res.best_loss,
+        "metric": res.metric,
+        "metric_name": task.metric_name,
+        "steps_run": res.steps_run,
+        "wall_time": res.wall_time,
+        "pack_size": pack_size,
+        "device": device,
+        "extra_json": json.dumps(extra),
+        "config_json": json.dumps(config, sort_keys=True),
+    }
+    if store.commit_trial(row, res.curve, attempt.slot.id, worker) is None:
+        _fail_if_running(cell, trial._trial_id)
+        return None
+    _tell(cell, trial._trial_id, res.diverged, res.final_loss, solved, plan)
+    return not res.diverged
+
+
+def _tell(
+    cell: _Cell, trial_id: int, diverged: bool, final_loss: float, solved: bool, plan: CellPlan
+) -> None:
+    """Tell Optuna a committed result: COMPLETE, value, and the feasibility constraint."""
+    constraint = (1.0,) if diverged else (0.0,)
+    storage = cell.storage
     for k, v in {
         "constraints": list(constraint),
-        "diverged": res.diverged,
+        "diverged": diverged,
         "solved": solved,
         "hidden": plan.hidden,
         "params": plan.params,
     }.items():
-        trial.set_user_attr(k, v)
-    cell.study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, constraint)
-    value = math.inf if res.diverged else res.final_loss
-    cell.study.tell(trial, value)
-    store.set_trial_state([row_id], "complete")
-    return 0 if res.diverged else 1
+        storage.set_trial_user_attr(trial_id, k, v)
+    storage.set_trial_system_attr(trial_id, CONSTRAINTS_KEY, constraint)
+    value = math.inf if diverged else final_loss
+    number = storage.get_trial_number_from_id(trial_id)
+    try:
+        cell.study.tell(number, value)
+    except optuna.exceptions.UpdateFinishedTrialError:  # told already (a late-tell race)
+        pass
+
+
+def _finish_told_late(store: Store, cells: dict[str, _Cell]) -> None:
+    """A worker that died between its commit and Optuna's tell left a RUNNING trial
+    whose result is stored: tell it now, from the stored row."""
+    for cell in cells.values():
+        running = [
+            t._trial_id for t in cell.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        ]
+        for row in store.trial_rows(running):
+            final = row["final_loss"] if row["final_loss"] is not None else math.nan
+            _tell(
+                cell,
+                row["optuna_trial_id"],
+                bool(row["diverged"]),
+                final,
+                bool(row["solved"]),
+                cell.plan,
+            )

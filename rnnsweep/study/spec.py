@@ -37,6 +37,7 @@ __all__ = [
     "load_toml",
     "parse_count",
     "spec_from_dict",
+    "spec_from_json",
 ]
 
 SAMPLERS = ("random", "qmc", "tpe", "grid")
@@ -527,3 +528,23 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
     except ValueError as exc:
         raise SpecError(str(exc)) from None
     return spec
+
+
+def spec_from_json(d: Mapping[str, Any]) -> StudySpec:
+    """Rebuild a spec from :meth:`StudySpec.to_json` (the form stored with a study)."""
+    layout = {
+        "name": d["name"],
+        "task": d["task"],
+        "task_options": dict(d.get("task_options", {})),
+        "arch": list(d["archs"]),
+        "depth": list(d["depths"]),
+        "exclude": list(d.get("exclude", [])),
+        "trials": d["trials"],
+        "sampler": d["sampler"],
+        "seed": d["seed"],
+        "device": d.get("device", "auto"),
+        "model": {k: v for k, v in d["model"].items() if v is not None},
+        "train": dict(d["train"]),
+        "space": dict(d["space"]),
+    }
+    return spec_from_dict(layout)
