@@ -9,6 +9,8 @@ stderr and exit code 2; an interrupt exits 130 (SIGINT) or 143 (SIGTERM).
 from __future__ import annotations
 
 import contextlib
+import inspect
+import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -118,6 +120,10 @@ class _Bar:
     def advance(self, done: int, feasible: int) -> None:
         self.feasible += feasible
         self.progress.update(self.task, advance=done, feasible=self.feasible)
+
+    def set(self, done: int, feasible: int) -> None:
+        self.feasible = feasible
+        self.progress.update(self.task, completed=done, feasible=feasible)
 
     def stop(self) -> None:
         self.progress.stop()
@@ -252,13 +258,85 @@ def run(
             help="CPU threads for torch (1 is fastest for small RNNs on a shared machine)."
         ),
     ] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(help="Local worker processes (one per visible GPU, round-robin)."),
+    ] = 1,
+    heartbeat: Annotated[
+        float, typer.Option(help="Seconds between a worker's heartbeats on its trials.")
+    ] = 10.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run (or resume) a study: train trials until every cell has --trials of them."""
     from rnnsweep.store import Store, resolve_url
-    from rnnsweep.study import load_toml, merge, resolve_device, run_study, spec_from_dict
+    from rnnsweep.study import resolve_device, run_study
 
-    # 1. The spec: file, then flags on top; validated before anything touches disk.
+    spec = _build_spec(**{k: v for k, v in locals().items() if k in _SPEC_ARGS})
+    resolve_device(spec.device)
+    for name, value in (("--pack-size", pack_size), ("--threads", threads), ("--workers", workers)):
+        if value < 1:
+            raise typer.BadParameter(f"must be >= 1, got {value}", param_hint=name)
+    if heartbeat <= 0:
+        raise typer.BadParameter(f"must be > 0, got {heartbeat}", param_hint="--heartbeat")
+
+    # The store (checked, then created), and the run with a progress bar.
+    url = resolve_url(storage)
+    store = Store(url, create=True)
+    if workers > 1:
+        try:
+            _run_workers(spec, store, url, workers, pack_size, threads, heartbeat, quiet)
+        finally:
+            store.dispose()
+        return
+    bar = _Bar(spec.name, enabled=not quiet)
+    try:
+        summary = run_study(
+            spec, store, pack_size=pack_size, threads=threads, progress=bar, heartbeat=heartbeat
+        )
+    except KeyboardInterrupt:
+        bar.stop()
+        err.print(_INTERRUPTED, markup=False)
+        raise typer.Exit(130) from None
+    finally:
+        bar.stop()
+        store.dispose()
+    verb = "resumed" if summary.resumed else "created"
+    err.print(
+        f"Study {spec.name!r} ({verb}) in {store.masked_url}: {summary.trials_run} trials run, "
+        f"{summary.feasible_run} feasible, {summary.wall_time:.1f} s; "
+        f"{summary.already_done + summary.trials_run}/{summary.requested} complete."
+    )
+    err.print(
+        f"Next: rnnsweep report --study {spec.name}" + ("" if storage is None else " --storage ...")
+    )
+
+
+def _build_spec(
+    study_file,
+    arch,
+    depth,
+    exclude,
+    task,
+    trials,
+    steps,
+    batch_size,
+    params,
+    hidden,
+    sampler,
+    seed,
+    study,
+    device,
+    lr,
+    init_scale,
+    b_fg,
+    clip,
+    nonlinearity,
+    optimizer,
+    gru_reset,
+):
+    """The spec: file, then flags on top; validated before anything touches disk."""
+    from rnnsweep.study import load_toml, merge, spec_from_dict
+
     base: dict[str, Any] = load_toml(study_file) if study_file is not None else {}
     flags: dict[str, Any] = {}
     for key, value in (
@@ -301,18 +379,156 @@ def run(
     }
     if space:
         flags["space"] = space
-    spec = spec_from_dict(merge(base, flags))
-    resolve_device(spec.device)
-    if pack_size < 1:
-        raise typer.BadParameter(f"must be >= 1, got {pack_size}", param_hint="--pack-size")
-    if threads < 1:
-        raise typer.BadParameter(f"must be >= 1, got {threads}", param_hint="--threads")
+    return spec_from_dict(merge(base, flags))
 
-    # 2. The store (checked, then created), and the run with a progress bar.
-    store = Store(resolve_url(storage), create=True)
+
+_SPEC_ARGS = tuple(inspect.signature(_build_spec).parameters)
+
+
+def _run_workers(
+    spec, store, url: str, n: int, pack_size: int, threads: int, heartbeat: float, quiet: bool
+) -> None:
+    """create + n ``rnnsweep worker`` processes, one per visible GPU round-robin, and one
+    combined progress bar read from the store."""
+    import subprocess
+    import time
+
+    import torch
+
+    from rnnsweep.study import create_study, resolve_device
+
+    resumed, requested, done = create_study(spec, store)
+    device = resolve_device(spec.device)
+    gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+    # The URL travels in the environment, not argv: a password stays out of `ps`.
+    env = {**os.environ, "RNNSWEEP_STORAGE": url}
+    procs = []
+    for i in range(n):
+        dev = f"cuda:{i % gpus}" if gpus else device
+        cmd = [
+            sys.executable,
+            "-m",
+            "rnnsweep",
+            "worker",
+            "--study",
+            spec.name,
+            "--device",
+            dev,
+            "--pack-size",
+            str(pack_size),
+            "--threads",
+            str(threads),
+            "--heartbeat",
+            str(heartbeat),
+            "--quiet",
+        ]
+        procs.append(subprocess.Popen(cmd, env=env))
     bar = _Bar(spec.name, enabled=not quiet)
+    bar.start(requested, done, store.feasible_count(spec.name))
+    t0 = time.perf_counter()
     try:
-        summary = run_study(spec, store, pack_size=pack_size, threads=threads, progress=bar)
+        while any(p.poll() is None for p in procs):
+            time.sleep(0.5)
+            bar.set(store.complete_count(spec.name), store.feasible_count(spec.name))
+        bar.set(store.complete_count(spec.name), store.feasible_count(spec.name))
+    except (KeyboardInterrupt, Terminated) as exc:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        bar.stop()
+        err.print(_INTERRUPTED, markup=False)
+        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
+    finally:
+        bar.stop()
+    failed = [p.returncode for p in procs if p.returncode != 0]
+    complete = store.complete_count(spec.name)
+    err.print(
+        f"Study {spec.name!r} ({'resumed' if resumed else 'created'}) in "
+        f"{store.masked_url}: {n} workers, {complete - done} trials run, "
+        f"{time.perf_counter() - t0:.1f} s; {complete}/{requested} complete."
+    )
+    if failed:
+        err.print(
+            f"{len(failed)} worker(s) failed (exit codes {failed}); "
+            "run the same command again to finish."
+        )
+        raise typer.Exit(1)
+
+
+def create(**kwargs: Any) -> None:
+    """Register a study (spec, cells, trial slots) without training; workers then join it."""
+    from rnnsweep.store import Store, resolve_url
+    from rnnsweep.study import create_study, resolve_device
+
+    spec = _build_spec(**{k: v for k, v in kwargs.items() if k in _SPEC_ARGS})
+    resolve_device(spec.device)
+    store = Store(resolve_url(kwargs["storage"]), create=True)
+    try:
+        resumed, requested, done = create_study(spec, store)
+    finally:
+        store.dispose()
+    err.print(
+        f"Study {spec.name!r} {'exists' if resumed else 'created'} in {store.masked_url}: "
+        f"{len(spec.cells())} cells, {done}/{requested} trials complete."
+    )
+    err.print(f"Next: rnnsweep worker --study {spec.name} --storage ...")
+
+
+# `create` takes exactly run's study options: same names, types, help and defaults.
+_run_sig = inspect.signature(run, eval_str=True)
+create.__signature__ = _run_sig.replace(
+    parameters=[p for name, p in _run_sig.parameters.items() if name in (*_SPEC_ARGS, "storage")]
+)
+app.command("create")(create)
+
+
+@app.command()
+def worker(
+    study: Annotated[str, typer.Option("--study", "-s", help="The study to join.")],
+    storage: StorageOpt = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    pack_size: Annotated[int, typer.Option(help="Trials trained together as one pack.")] = 1,
+    heartbeat: Annotated[
+        float, typer.Option(help="Seconds between heartbeats on this worker's trials.")
+    ] = 10.0,
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            help="Another worker's trial is stale after this many silent seconds. "
+            "[default: 3 x heartbeat]",
+            show_default=False,
+        ),
+    ] = None,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Join an existing study and train until its totals are reached (then exit 0)."""
+    from rnnsweep.store import Store, resolve_url
+    from rnnsweep.study import WorkerOptions, resolve_device, run_worker
+
+    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
+        raise typer.BadParameter(
+            f"auto, cpu, cuda or cuda:N, got {device!r}", param_hint="--device"
+        )
+    resolve_device(device)
+    for name, value in (("--pack-size", pack_size), ("--threads", threads)):
+        if value < 1:
+            raise typer.BadParameter(f"must be >= 1, got {value}", param_hint=name)
+    if heartbeat <= 0 or (grace is not None and grace <= 0):
+        raise typer.BadParameter("must be > 0", param_hint="--heartbeat/--grace")
+    store = Store(resolve_url(storage), create=False)
+    bar = _Bar(study, enabled=not quiet)
+    opts = WorkerOptions(
+        device=device, pack_size=pack_size, threads=threads, heartbeat=heartbeat, grace=grace
+    )
+    try:
+        store.study_spec(study)
+        summary = run_worker(store, study, opts, progress=bar)
     except KeyboardInterrupt:
         bar.stop()
         err.print(_INTERRUPTED, markup=False)
@@ -320,14 +536,9 @@ def run(
     finally:
         bar.stop()
         store.dispose()
-    verb = "resumed" if summary.resumed else "created"
     err.print(
-        f"Study {spec.name!r} ({verb}) in {store.masked_url}: {summary.trials_run} trials run, "
-        f"{summary.feasible_run} feasible, {summary.wall_time:.1f} s; "
-        f"{summary.already_done + summary.trials_run}/{summary.requested} complete."
-    )
-    err.print(
-        f"Next: rnnsweep report --study {spec.name}" + ("" if storage is None else " --storage ...")
+        f"Worker done: {summary.trials_run} trials run, {summary.feasible_run} feasible, "
+        f"{summary.wall_time:.1f} s; study {study!r} complete."
     )
 
 
@@ -605,6 +816,14 @@ def main(argv: list[str] | None = None) -> None:
     except Terminated:
         err.print(_INTERRUPTED.replace("Interrupted", "Terminated"), markup=False)
         code = 143
+    except Exception as exc:  # a bug, not bad input: say so, traceback on request
+        if os.environ.get("RNNSWEEP_DEBUG"):
+            raise
+        _one_line(
+            f"internal error: {type(exc).__name__}: {exc} "
+            "(set RNNSWEEP_DEBUG=1 for a traceback, and please report it)"
+        )
+        code = 1
     finally:
         signal.signal(signal.SIGTERM, previous)
     sys.exit(code)

@@ -11,6 +11,28 @@ import torch
 
 from rnnsweep.cli import main
 
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL 15 server for the whole session (see tests/pgserver.py)."""
+    import pgserver
+
+    try:
+        server = pgserver.start()
+    except FileNotFoundError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"{exc}: CI must test against PostgreSQL (.ci/run installs it)")
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh database on the session's PostgreSQL server."""
+    return pg_server.new_database()
+
+
 # Small matrices: one thread is fastest and avoids OpenMP thrashing on a shared machine.
 torch.set_num_threads(1)
 

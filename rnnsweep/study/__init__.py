@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from rnnsweep.study.runner import RunSummary, cell_study_name, resolve_device, run_study
+from rnnsweep.study.runner import (
+    RunSummary,
+    WorkerOptions,
+    cell_study_name,
+    create_study,
+    resolve_device,
+    run_study,
+    run_worker,
+)
 from rnnsweep.study.space import TrialSettings, derive_seed, distributions, make_sampler
 from rnnsweep.study.spec import (
     SAMPLERS,
@@ -15,6 +23,7 @@ from rnnsweep.study.spec import (
     merge,
     parse_count,
     spec_from_dict,
+    spec_from_json,
 )
 
 __all__ = [
@@ -23,10 +32,12 @@ __all__ = [
     "ModelSpec",
     "Range",
     "RunSummary",
+    "WorkerOptions",
     "SearchSpace",
     "StudySpec",
     "TrialSettings",
     "cell_study_name",
+    "create_study",
     "derive_seed",
     "distributions",
     "load_toml",
@@ -35,5 +46,7 @@ __all__ = [
     "parse_count",
     "resolve_device",
     "run_study",
+    "run_worker",
     "spec_from_dict",
+    "spec_from_json",
 ]

@@ -548,24 +548,30 @@ def _commit(
 def _tell(
     cell: _Cell, trial_id: int, diverged: bool, final_loss: float, solved: bool, plan: CellPlan
 ) -> None:
-    """Tell Optuna a committed result: COMPLETE, value, and the feasibility constraint."""
+    """Tell Optuna a committed result: COMPLETE, value, and the feasibility constraint.
+
+    Idempotent: a trial already finished (told by a late-tell from another worker
+    that started while this one was between its commit and its tell) is left alone.
+    """
     constraint = (1.0,) if diverged else (0.0,)
     storage = cell.storage
-    for k, v in {
-        "constraints": list(constraint),
-        "diverged": diverged,
-        "solved": solved,
-        "hidden": plan.hidden,
-        "params": plan.params,
-    }.items():
-        storage.set_trial_user_attr(trial_id, k, v)
-    storage.set_trial_system_attr(trial_id, CONSTRAINTS_KEY, constraint)
     value = math.inf if diverged else final_loss
-    number = storage.get_trial_number_from_id(trial_id)
     try:
-        cell.study.tell(number, value)
-    except optuna.exceptions.UpdateFinishedTrialError:  # told already (a late-tell race)
+        for k, v in {
+            "constraints": list(constraint),
+            "diverged": diverged,
+            "solved": solved,
+            "hidden": plan.hidden,
+            "params": plan.params,
+        }.items():
+            storage.set_trial_user_attr(trial_id, k, v)
+        storage.set_trial_system_attr(trial_id, CONSTRAINTS_KEY, constraint)
+        cell.study.tell(storage.get_trial_number_from_id(trial_id), value)
+    except optuna.exceptions.UpdateFinishedTrialError:
         pass
+    except ValueError as exc:  # "Cannot tell a COMPLETE trial."
+        if "Cannot tell" not in str(exc):
+            raise
 
 
 def _finish_told_late(store: Store, cells: dict[str, _Cell]) -> None:
