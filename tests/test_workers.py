@@ -119,7 +119,7 @@ def _many_workers(url: str, tmp: Path, n_workers: int = 4, per_cell: int = 100) 
         for _ in range(n_workers)
     ]
     outs = [p.communicate(timeout=600) for p in procs]
-    for p, (out, err) in zip(procs, outs, strict=True):
+    for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err
         assert "locked" not in err.lower() and "Traceback" not in err
     _check_exact(url, "many", per_cell, 2)
