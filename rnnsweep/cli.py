@@ -303,7 +303,7 @@ def run(
     verb = "resumed" if summary.resumed else "created"
     err.print(
         f"Study {spec.name!r} ({verb}) in {store.masked_url}: {summary.trials_run} trials run, "
-        f"{summary.feasible_run} feasible, {summary.wall_time:.1f} s; "
+        f"{summary.feasible_run} feasible, {summary.wall_time:.1f} s ({_storage_ms(summary)}); "
         f"{summary.already_done + summary.trials_run}/{summary.requested} complete."
     )
     err.print(
@@ -538,8 +538,13 @@ def worker(
         store.dispose()
     err.print(
         f"Worker done: {summary.trials_run} trials run, {summary.feasible_run} feasible, "
-        f"{summary.wall_time:.1f} s; study {study!r} complete."
+        f"{summary.wall_time:.1f} s ({_storage_ms(summary)}); study {study!r} complete."
     )
+
+
+def _storage_ms(summary) -> str:
+    per = 1000 * summary.storage_time / max(1, summary.trials_run)
+    return f"storage {per:.1f} ms/trial, {100 * summary.storage_time / summary.wall_time:.1f}%"
 
 
 # ---- report / studies / export ---------------------------------------------------------
