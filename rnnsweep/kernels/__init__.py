@@ -1,0 +1,70 @@
+"""Fused sequence kernels for every cell: whole-sequence forward, hand-derived backward.
+
+:func:`fused_layer_forward` is a drop-in for ``cell.layer_forward`` (the per-step
+autograd reference of :mod:`rnnsweep.cells`) and :func:`fused_forward` for
+``PackedRNN.forward``. Each cell is one :class:`~rnnsweep.kernels._base.SequenceKernel`
+run through a single ``torch.autograd.Function``; no per-step autograd graph is built.
+
+Work per layer (K members, T steps, batch B, width H, G gate blocks, input width I)::
+
+    forward   A = x W^x + b + b_fg             1 product   (K, T*B, I) @ (K, I, G*H)
+              per step: a_t += h_{t-1} W^h      T products  (K, B, H) @ (K, H, G*H)
+                        gates, state update     a few in-place pointwise ops
+    backward  F = local derivatives             a few bulk pointwise passes per chunk
+                                                of steps (all T on GPUs, ~1 MiB on CPUs)
+              per step: dp_t = F_t * dh_t       a few in-place pointwise ops
+                        dh_{t-1} += dp_t W^h^T  T products  (K, B, G*H) @ (K, G*H, H)
+              dW^h = H_prev^T dP                1 product   (K, H, T*B) @ (K, T*B, G*H)
+              dW^x = X^T dP, dx = dP W^x^T      1 product each; db = sum of dP rows
+              ds0 = gradient reaching h_{-1}, summed over the batch
+
+The Collins GRU splits the recurrent product in two ([r, u], then ``(r h) W^{ch}``)
+in both directions; both GRUs form ``dW^h`` as two products (the [r, u] and the c
+columns); the minimalRNN's ``z`` path adds two products before the loop and two
+after it; the +RNN's layer-0 input projection is one autograd-tracked product.
+
+Layout. Big buffers are K-major, ``(K, T, B, .)``, the layout of the layer's input
+and output, so the products over all ``T*B`` rows (input projection, weight
+gradients, ``dx``) use them without copies, and a step's slice ``[:, t]`` is K
+dense ``(B, .)`` blocks that batched GEMM reads through a batch stride. The
+exception is where a per-step product *writes*: torch's CPU ``baddbmm`` into a
+strided destination falls back to one ``addmm`` per member (measured 2x slower per
+step at K = 32). So the forward writes each step's pre-activations into a dense
+``(K, B, G*H)`` scratch (the pointwise ops then write the activations into ``A``
+with ``out=``, at no extra pass), and the backward keeps ``dL/dh`` time-major,
+``(T+1, K, B, H)``, so ``dh_{t-1} += dp_t W^h^T`` lands in a dense block (the
+transposing copy of the output gradient into it replaces a copy needed anyway;
+torch's GRU keeps its ``n`` time-major for the same reason). A fully time-major
+layout would make every slice dense but cost transposing copies of ``A`` and ``F``
+around the all-rows products.
+
+Saved for backward, per layer, in elements (besides the layer input ``x``, which the
+layer below or the caller holds anyway; ``N = K*T*B*H``; the h buffer ``Hs`` has one
+extra row for ``h_{-1}`` and *is* the layer output, shared with the layer above)::
+
+    rnn, irnn    Hs                                  1 N  (s'(a) is read off h)
+    ugrnn        A = [c, g], Hs                      3 N
+    gru (pre)    A = [r, u, c], Hs                   4 N  (r h rebuilt in bulk)
+    gru (post)   A = [r, u, c], n, Hs                5 N
+    lstm         A = [i, f, o, g], c, tanh(c), Hs    7 N
+    plusrnn      A = [y_in, h_in, g_y, g_h], Hs      5 N  (+ the projected input, layer 0)
+    minimalrnn   u, z, Hs                            3 N
+
+so the total is proportional to ``K * depth * T * B * H``. Backward adds transient
+buffers for one layer at a time: ``F`` (``G*N``), ``dH`` (``N``; LSTM: ``dc`` factors,
+another ``N``; torch's GRU: ``dn``, another ``N``) and the small temporaries of one
+chunk of derivative passes. Saved tensors are never modified, so a
+second backward with ``retain_graph=True`` works; double backward
+(``create_graph=True``) is not implemented and raises.
+
+Devices and dtypes: plain torch ops, float32 and float64, CPU and CUDA. On CPU,
+tanh is evaluated as ``2 sigmoid(2a) - 1`` (see :func:`~rnnsweep.kernels._base.act`).
+Members never mix: every product is batched over K and every reduction is over
+rows of one member, so a NaN in one member stays there.
+"""
+
+from __future__ import annotations
+
+from rnnsweep.kernels.fused import fused_forward, fused_layer_forward, kernel_for
+
+__all__ = ["fused_forward", "fused_layer_forward", "kernel_for"]

@@ -1,0 +1,309 @@
+"""Shared machinery of the fused kernels: pointwise helpers, the base kernel, one Function.
+
+A :class:`SequenceKernel` runs one layer over a whole sequence for all K members
+of a pack. The base owns what every cell shares:
+
+1. forward: the input projection of all T steps as one batched product, the state
+   buffers, and the time loop that calls the cell's :meth:`~SequenceKernel.step`;
+2. backward: the incoming gradient buffer, the reverse time loop (in chunks of
+   steps) that calls the cell's :meth:`~SequenceKernel.factors` and
+   :meth:`~SequenceKernel.back_step`, and the weight-gradient products, each one
+   batched product over all ``T*B`` rows after the loop.
+
+A cell declares its pointwise forward (``step``), the local derivatives of its
+step equations for a chunk of steps at once (``factors``, bulk tensor math on the
+saved activations) and its pointwise backward (``back_step``). The layout and the
+memory each cell saves are documented in :mod:`rnnsweep.kernels`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+if TYPE_CHECKING:
+    from rnnsweep.cells.base import Params
+
+__all__ = ["LayerFunction", "Run", "SequenceKernel", "act", "blocks", "dact"]
+
+# Bytes of F per chunk of local-derivative passes on the CPU: about an L2 cache.
+_CHUNK_BYTES = 1 << 20
+
+
+# ---- pointwise helpers ---------------------------------------------------------------------
+
+
+def act(a: Tensor, s: str, out: Tensor) -> Tensor:
+    """``out = s(a)`` for ``s`` in {tanh, relu}; ``out`` may be ``a`` (in place).
+
+    On CPU, tanh is computed as ``2 sigmoid(2a) - 1``: torch 2.13's vectorised CPU
+    ``tanh`` measured ~9x slower than ``sigmoid`` here (159 vs 17 us for 65k
+    float32), so four cheap passes beat one slow one. The identity is exact in
+    real arithmetic; in floating point it differs from ``torch.tanh`` by a few ulp
+    of 1 (absolute), which the tests bound. ``relu`` is ``clamp_min(a, 0)``,
+    which like ``torch.relu`` propagates NaN.
+    """
+    if s == "relu":
+        return torch.clamp_min(a, 0.0, out=out)
+    if s == "tanh":
+        if a.device.type == "cpu":
+            return torch.mul(a, 2.0, out=out).sigmoid_().mul_(2.0).sub_(1.0)
+        return torch.tanh(a, out=out)
+    raise ValueError(f"unknown nonlinearity {s!r}; choose tanh or relu")
+
+
+def dact(y: Tensor, s: str, out: Tensor | None = None) -> Tensor:
+    """``s'(a)`` from the activation ``y = s(a)``: ``1 - y^2`` (tanh) or ``[y > 0]`` (relu).
+
+    ``[y > 0]`` is the subgradient torch's own ``relu`` backward uses (0 at ``a = 0``).
+    """
+    if out is None:
+        out = torch.empty_like(y)
+    if s == "tanh":
+        return torch.addcmul(y.new_ones(()), y, y, value=-1.0, out=out)  # one pass
+    if s == "relu":
+        return torch.gt(y, 0.0, out=out)  # bool result cast into out's dtype
+    raise ValueError(f"unknown nonlinearity {s!r}; choose tanh or relu")
+
+
+# ---- the per-call state ----------------------------------------------------------------------
+
+
+class Run:
+    """Buffers and per-step views of one forward or backward sweep over a sequence.
+
+    A plain attribute bag: the base sets the common fields below, a cell adds its
+    own (gate views, extra state buffers) in ``prepare_forward``/``prepare_backward``.
+    Big buffers are K-major, ``(K, T, B, .)``, except those a per-step product
+    accumulates into; see :mod:`rnnsweep.kernels` for why.
+    """
+
+    s: str  # the nonlinearity
+    x: Tensor  # (K, T, B, I): the layer input
+    p: Params
+    K: int
+    T: int
+    B: int
+    H: int
+    Wh: Tensor  # (K, H, G*H)
+    A: Tensor  # (K, T, B, G*H): input part of the pre-activations, then activations
+    a: tuple[Tensor, ...]  # T views (K, B, G*H) of A
+    Hs: Tensor  # (K, T+1, B, H): h_{-1} = s0, h_0, ..., h_{T-1}
+    h: tuple[Tensor, ...]  # T+1 views (K, B, H) of Hs
+    S: Tensor  # (K, B, G*H) dense scratch: the step's pre-activations
+    tmp: Tensor  # (K, B, H) dense scratch
+    # backward only
+    F: Tensor  # (K, T, B, G*H): local derivatives, turned into dL/d(pre) in place
+    dp: tuple[Tensor, ...]  # T views (K, B, G*H) of F
+    dH: Tensor  # (T+1, K, B, H), time-major: dL/dh_t accumulated; [0] is dL/dh_{-1}
+    dh: tuple[Tensor, ...]  # T+1 dense views (K, B, H) of dH
+    WhT: Tensor  # (K, G*H, H)
+
+    def __init__(self, s: str, x: Tensor, p: Params, **more: Any) -> None:
+        self.s, self.x, self.p = s, x, p
+        self.K, self.T, self.B, _ = x.shape
+        self.Wh = p["Wh"]
+        self.H = self.Wh.shape[1]
+        self.__dict__.update(more)
+
+
+def blocks(t: Tensor, width: int) -> list[tuple[Tensor, ...]]:
+    """Split the last axis of ``t`` ``(K, T, B, n*width)`` into n gate blocks, each
+    unbound over time: ``blocks(A, H)[j][t]`` is block j at step t, ``(K, B, H)``.
+
+    Views made once per sweep, so the time loop does no slicing.
+    """
+    return [blk.unbind(1) for blk in t.split(width, dim=-1)]
+
+
+# ---- the base kernel ----------------------------------------------------------------------
+
+
+class SequenceKernel:
+    """One cell's layer over a sequence: forward recurrence, hand-derived backward through time.
+
+    Subclasses set ``n_gates`` and implement ``step``, ``factors`` and ``back_step``;
+    they may extend the other hooks (``project``, ``prepare_forward``, ``saved``,
+    ``output``, ``init_grad``, ``prepare_backward``, ``grads``, ``grad_s0``).
+    """
+
+    # The layer tensors the Function receives after ``x``, in this order.
+    param_names: ClassVar[tuple[str, ...]] = ("Wx", "Wh", "b", "fg", "s0")
+    n_gates: ClassVar[int]
+
+    # ---- forward ---------------------------------------------------------------------------
+
+    def project(self, r: Run) -> Tensor:
+        """``x_t W^x + b + b^{fg}`` for all steps, one batched product: ``(K, T, B, G*H)``."""
+        x2 = r.x.reshape(r.K, r.T * r.B, -1)  # (K, T*B, I)
+        A = torch.baddbmm(r.p["b"] + r.p["fg"], x2, r.p["Wx"])  # (K, T*B, G*H)
+        return A.view(r.K, r.T, r.B, -1)  # (K, T, B, G*H)
+
+    def prepare_forward(self, r: Run) -> None:
+        """Allocate the cell's extra buffers and make its per-step views."""
+
+    def step(self, r: Run, t: int) -> None:
+        """Step t: read ``h_{t-1} = r.h[t]``, write ``h_t`` into ``r.h[t + 1]``."""
+        raise NotImplementedError
+
+    def output(self, r: Run) -> Tensor:
+        """The layer's depth output ``(K, T, B, H)``: ``h_0 .. h_{T-1}`` (a view of Hs)."""
+        return r.Hs[:, 1:]
+
+    def saved(self, r: Run) -> dict[str, Tensor]:
+        """Intermediates the backward needs (besides the inputs)."""
+        return {"A": r.A, "Hs": r.Hs}
+
+    def forward(self, s: str, x: Tensor, p: Params) -> tuple[Tensor, dict[str, Tensor]]:
+        """``(K, T, B, I) -> (K, T, B, H)`` plus the tensors to save for backward."""
+        r = Run(s, x, p)
+        # 1. input side of every step at once
+        r.A = self.project(r)  # (K, T, B, G*H)
+        r.a = r.A.unbind(1)
+        # 2. recurrent state: h_{-1} is the learned s0, broadcast over the batch
+        r.Hs = x.new_empty(r.K, r.T + 1, r.B, r.H)  # (K, T+1, B, H)
+        r.Hs[:, 0] = p["s0"][..., : r.H]
+        r.h = r.Hs.unbind(1)
+        # dense scratch for the step's product: torch's CPU baddbmm into a strided
+        # destination falls back to one addmm per member; the pointwise ops then
+        # write the activations into A with out=, so the detour costs no extra pass
+        r.S = x.new_empty(r.K, r.B, r.A.shape[-1])  # (K, B, G*H)
+        r.tmp = x.new_empty(r.K, r.B, r.H)
+        self.prepare_forward(r)
+        # 3. the recurrence: per step one batched product (two for the Collins GRU)
+        for t in range(r.T):
+            self.step(r, t)
+        return self.output(r), self.saved(r)
+
+    # ---- backward --------------------------------------------------------------------------
+
+    def init_grad(self, r: Run, dout: Tensor) -> None:
+        """``r.dH``: the output gradient in rows 1..T, zero in row 0 (``h_{-1}``).
+
+        Time-major, so that ``dh_{t-1} += dp_t W^h^T`` accumulates into a dense
+        ``(K, B, H)`` block: torch's CPU ``baddbmm_`` into a strided destination
+        falls back to one ``addmm_`` per member (measured 2x slower at K = 32).
+        The transposing copy of ``dout`` costs nothing extra: it must be copied anyway.
+        """
+        r.dH = dout.new_empty(r.T + 1, r.K, r.B, r.H)  # (T+1, K, B, H)
+        r.dH[0].zero_()
+        r.dH[1:].copy_(dout.transpose(0, 1))
+        r.dh = r.dH.unbind(0)
+
+    def prepare_backward(self, r: Run) -> None:
+        """Allocate ``r.F`` ``(K, T, B, G*H)`` and make the per-step views ``back_step`` uses.
+
+        ``F`` is fresh memory (the saved activations stay intact, so a second
+        backward with ``retain_graph=True`` works); ``factors`` fills it with the
+        local derivatives, ``back_step`` multiplies it in place by the incoming
+        gradient, turning it into ``dL/d(pre)``.
+        """
+        r.F = r.A.new_empty(r.A.shape)  # (K, T, B, G*H)
+
+    def factors(self, r: Run, lo: int, hi: int) -> None:
+        """Fill ``r.F[:, lo:hi]``: the local derivatives of steps lo..hi-1, in bulk."""
+        raise NotImplementedError
+
+    def chunk_steps(self, r: Run) -> int:
+        """Steps per ``factors`` pass: all T off the CPU (fewest kernel launches); on the
+        CPU about ``_CHUNK_BYTES`` of ``F``, so the pass's operands and temporaries stay
+        in cache and the loop finds ``F`` there. One pass over all T measured 5-10%
+        slower per ugrnn/lstm fwd+bwd at K = 32, B = 32, H = 64, T = 50 (each pass went
+        to memory; a noisy shared 2-core machine, so take the figure loosely).
+        """
+        if r.F.device.type != "cpu":
+            return r.T
+        step_bytes = r.F[:, 0].numel() * r.F.element_size()
+        return max(1, min(r.T, _CHUNK_BYTES // max(step_bytes, 1)))
+
+    def back_step(self, r: Run, t: int) -> None:
+        """Step t backwards: ``r.dp[t] <- dL/d(pre_t)``; add ``dL/dh_{t-1}`` into ``r.dh[t]``."""
+        raise NotImplementedError
+
+    def backward(
+        self,
+        s: str,
+        x: Tensor,
+        p: Params,
+        saved: dict[str, Tensor],
+        dout: Tensor,
+        needs: dict[str, bool],
+    ) -> dict[str, Tensor | None]:
+        """Gradients of every input named in ``needs`` (``x`` and ``param_names``)."""
+        r = Run(s, x, p, **saved)
+        r.h = r.Hs.unbind(1)
+        r.WhT = r.Wh.transpose(1, 2)  # (K, G*H, H)
+        self.init_grad(r, dout)
+        self.prepare_backward(r)
+        r.dp = r.F.unbind(1)
+        # backwards in chunks of steps: the chunk's local derivatives in bulk, then
+        # per step pointwise math and dh_{t-1} += dpre_t W^h^T (one batched product)
+        chunk = self.chunk_steps(r)
+        for hi in range(r.T, 0, -chunk):
+            lo = max(0, hi - chunk)
+            self.factors(r, lo, hi)
+            for t in range(hi - 1, lo - 1, -1):
+                self.back_step(r, t)
+        return self.grads(r, needs)
+
+    def grads(self, r: Run, needs: dict[str, bool]) -> dict[str, Tensor | None]:
+        """Weight, bias, initial-state and input gradients: single products over T*B rows."""
+        K, T, B, H = r.K, r.T, r.B, r.H
+        dP = r.F.view(K, T * B, -1)  # (K, T*B, G*H)
+        g: dict[str, Tensor | None] = dict.fromkeys(needs)
+        if needs["Wh"]:
+            hp = r.Hs[:, :-1].reshape(K, T * B, H)  # (K, T*B, H): h_{t-1}, a view
+            g["Wh"] = torch.bmm(hp.transpose(1, 2), dP)  # (K, H, G*H)
+        if needs["Wx"]:
+            x2 = r.x.reshape(K, T * B, -1)  # (K, T*B, I)
+            g["Wx"] = torch.bmm(x2.transpose(1, 2), dP)  # (K, I, G*H)
+        if needs["b"] or needs["fg"]:
+            db = dP.sum(1, keepdim=True)  # (K, 1, G*H)
+            g["b"] = db if needs["b"] else None
+            g["fg"] = db if needs["fg"] else None
+        if needs["s0"]:
+            g["s0"] = self.grad_s0(r)
+        if needs["x"]:
+            g["x"] = torch.bmm(dP, r.p["Wx"].transpose(1, 2)).view(r.x.shape)  # (K, T, B, I)
+        return g
+
+    def grad_s0(self, r: Run) -> Tensor:
+        """``dL/ds0`` ``(K, 1, S*H)``: the gradient that reached ``h_{-1}``, summed over B."""
+        return r.dH[0].sum(1, keepdim=True)
+
+
+# ---- the autograd Function ----------------------------------------------------------------
+
+
+class LayerFunction(torch.autograd.Function):
+    """``apply(kernel, s, x, *params)``: a fused layer with a hand-derived backward.
+
+    ``params`` are the layer tensors named by ``kernel.param_names``. Forward runs
+    without autograd tracking (raw tensor math on preallocated buffers); backward
+    calls ``kernel.backward`` and computes only the gradients autograd asks for.
+    Double backward (``create_graph=True``) raises instead of returning wrong
+    second derivatives.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, kernel: SequenceKernel, s: str, x: Tensor, *params: Tensor) -> Tensor:
+        p = dict(zip(kernel.param_names, params, strict=True))
+        out, saved = kernel.forward(s, x, p)
+        ctx.kernel, ctx.s, ctx.saved_keys = kernel, s, tuple(saved)
+        ctx.save_for_backward(x, *params, *saved.values())
+        return out
+
+    @staticmethod
+    @once_differentiable  # the hand-written backward is not itself differentiable
+    def backward(ctx: Any, dout: Tensor) -> tuple[Tensor | None, ...]:
+        kernel: SequenceKernel = ctx.kernel
+        names = kernel.param_names
+        x, *rest = ctx.saved_tensors
+        p = dict(zip(names, rest[: len(names)], strict=True))
+        saved = dict(zip(ctx.saved_keys, rest[len(names) :], strict=True))
+        needs = dict(zip(("x", *names), ctx.needs_input_grad[2:], strict=True))
+        g = kernel.backward(ctx.s, x, p, saved, dout, needs)
+        return (None, None, g["x"], *(g[n] for n in names))

@@ -1,0 +1,89 @@
+"""Public entry points: a fused layer and a fused whole model (see :mod:`rnnsweep.kernels`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from rnnsweep.cells.zoo import (
+    GRUCell,
+    GRUTorchCell,
+    LSTMCell,
+    MinimalRNNCell,
+    PlusRNNCell,
+    RNNCell,
+    UGRNNCell,
+)
+from rnnsweep.kernels._base import LayerFunction, SequenceKernel
+from rnnsweep.kernels._zoo import (
+    GRUPostKernel,
+    GRUPreKernel,
+    LSTMKernel,
+    MinimalRNNKernel,
+    PlusRNNKernel,
+    RNNKernel,
+    UGRNNKernel,
+)
+
+if TYPE_CHECKING:
+    from rnnsweep.cells.base import Cell, Params
+    from rnnsweep.cells.stack import PackedRNN
+
+__all__ = ["fused_forward", "fused_layer_forward", "kernel_for"]
+
+# Cell class -> kernel. IRNNCell finds RNNCell's kernel through its MRO; GRUTorchCell
+# (a GRUCell subclass) is listed, so it is found before GRUCell.
+_KERNELS: dict[type, SequenceKernel] = {
+    RNNCell: RNNKernel(),
+    UGRNNCell: UGRNNKernel(),
+    GRUTorchCell: GRUPostKernel(),
+    GRUCell: GRUPreKernel(),
+    LSTMCell: LSTMKernel(),
+    PlusRNNCell: PlusRNNKernel(),
+    MinimalRNNCell: MinimalRNNKernel(),
+}
+
+
+def kernel_for(cell: Cell) -> SequenceKernel:
+    """The fused kernel of ``cell`` (nearest registered class in its MRO); ValueError if none."""
+    for klass in type(cell).__mro__:
+        if klass in _KERNELS:
+            return _KERNELS[klass]
+    raise ValueError(f"no fused kernel for cell {type(cell).__name__!r}")
+
+
+def fused_layer_forward(cell: Cell, p: Params, x: Tensor, s: str) -> Tensor:
+    """Fused drop-in for ``cell.layer_forward(p, x, s)``: ``(K, T, B, I) -> (K, T, B, H)``.
+
+    Same equations, parameters and gradients as the per-step reference; the
+    output may be a non-contiguous view (K-major, with a gap for ``h_{-1}``).
+    """
+    kernel = kernel_for(cell)
+    assert x.dim() == 4, f"expected x of shape (K, T, B, I), got {tuple(x.shape)}"
+    if "P" in p:
+        # +RNN layer 0: the linear input projection (one product over all steps),
+        # left to autograd exactly as in PlusRNNCell.layer_forward
+        K, T, B, n_in = x.shape
+        x = torch.baddbmm(p["Pb"], x.reshape(K, T * B, n_in), p["P"])  # (K, T*B, H)
+        x = x.view(K, T, B, -1)  # (K, T, B, H)
+    params = [p[name] for name in kernel.param_names]
+    for name, t in zip(kernel.param_names, params, strict=True):
+        assert t.dtype == x.dtype and t.device == x.device, (
+            f"parameter {name} is {t.dtype} on {t.device}, input is {x.dtype} on {x.device}"
+        )
+    return LayerFunction.apply(kernel, s, x, *params)
+
+
+def fused_forward(model: PackedRNN, x: Tensor) -> Tensor:
+    """Fused drop-in for ``model.forward(x)``: ``(K, T, B, n_in) -> (K, T, B, n_out)``."""
+    assert x.dim() == 4 and x.shape[0] == model.K, (
+        f"expected (K={model.K}, T, B, I), got {tuple(x.shape)}"
+    )
+    seq = x
+    for layer in range(model.cfg.depth):
+        seq = fused_layer_forward(model.cell, model.layer_params(layer), seq, model.s)
+    K, T, B, H = seq.shape
+    out = torch.baddbmm(model.b_out, seq.reshape(K, T * B, H), model.W_out)  # (K, T*B, O)
+    return out.view(K, T, B, -1)  # (K, T, B, O)
