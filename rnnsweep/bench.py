@@ -224,3 +224,136 @@ def rows_as_dicts(rows: Sequence[BenchRow]) -> list[dict]:
                 d[k] = None
         out.append(d)
     return out
+
+
+def packed_step_seconds(case: BenchCase, K: int, timed_steps: int = 3) -> float:
+    """Seconds per training step of a K-member fused pack (median after a warm-up)."""
+    step, _ = _packed_step_fn(case, K, "fused")
+    return _time(step, timed_steps, warmup=1)
+
+
+def scaling(base: BenchCase, *, timed_steps: int = 3) -> list[dict]:
+    """How a packed training step's time grows with K, depth, width and sequence length.
+
+    One axis at a time from ``base`` (K = 32); ``ms_per_trial_step`` is the pack
+    step divided by K, the cost that trials per hour is made of.
+    """
+    axes = {
+        "K": [1, 8, 32, 64],
+        "depth": [1, 2, 4, 8],
+        "hidden": [32, 64, 128, 256],
+        "seq_len": [25, 50, 100, 200],
+    }
+    rows = []
+    for axis, values in axes.items():
+        for v in values:
+            K = v if axis == "K" else 32
+            case = BenchCase(
+                base.arch,
+                v if axis == "depth" else base.depth,
+                v if axis == "hidden" else base.hidden,
+                v if axis == "seq_len" else base.seq_len,
+                base.batch_size,
+            )
+            t = packed_step_seconds(case, K, timed_steps)
+            task = make_task("parens", {"seq_len": case.seq_len})
+            cfg = ModelConfig(case.arch, task.n_in, task.n_out, case.hidden, case.depth)
+            flops = 3.0 * forward_flops(cfg, case.seq_len, case.batch_size) * K
+            rows.append(
+                {
+                    "axis": axis,
+                    "value": v,
+                    "K": K,
+                    "depth": case.depth,
+                    "hidden": case.hidden,
+                    "seq_len": case.seq_len,
+                    "ms_per_pack_step": 1e3 * t,
+                    "ms_per_trial_step": 1e3 * t / K,
+                    "gflops": flops / t / 1e9,
+                }
+            )
+    return rows
+
+
+def peak_memory(case: BenchCase, K: int) -> dict:
+    """Peak resident memory of one fused training step of a K-member pack.
+
+    Runs in a fresh Python process (``ru_maxrss`` is a high-water mark), and
+    subtracts the same process's peak before building the pack.
+    """
+    import json
+    import subprocess
+    import sys
+
+    code = f"""
+import json, resource, torch
+from rnnsweep.bench import BenchCase, _packed_step_fn
+torch.set_num_threads(1)
+import rnnsweep.kernels  # imports count towards the baseline
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+step, cfg = _packed_step_fn(BenchCase(*{list(asdict(case).values())!r}), {K}, "fused")
+step(); step()
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"baseline_mb": before / 1024, "peak_mb": after / 1024}}))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600
+    )
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res.update(
+        arch=case.arch,
+        depth=case.depth,
+        hidden=case.hidden,
+        seq_len=case.seq_len,
+        batch_size=case.batch_size,
+        K=K,
+        step_mb=res["peak_mb"] - res["baseline_mb"],
+    )
+    return res
+
+
+def end_to_end(
+    pack_sizes: Sequence[int] = (1, 32), trials: int = 32, steps: int = 300, threads: int = 1
+) -> list[dict]:
+    """Wall time of a whole ``rnnsweep run`` (store included) of ``trials`` trials of the
+    reference workload, once per pack size, each on a fresh temporary SQLite file."""
+    import tempfile
+    from pathlib import Path
+
+    from rnnsweep.store import Store
+    from rnnsweep.study import run_study, spec_from_dict
+
+    rows = []
+    for k in pack_sizes:
+        with tempfile.TemporaryDirectory() as d:
+            spec = spec_from_dict(
+                {
+                    "name": f"e2e-k{k}",
+                    "task": "parens",
+                    "arch": "ugrnn",
+                    "depth": 2,
+                    "trials": trials,
+                    "seed": 0,
+                    "model": {"hidden": 64},
+                    "train": {"steps": steps, "batch_size": 32},
+                }
+            )
+            store = Store(f"sqlite:///{Path(d) / 'e2e.db'}", create=True)
+            t0 = time.perf_counter()
+            summary = run_study(spec, store, pack_size=k, threads=threads)
+            wall = time.perf_counter() - t0
+            store.dispose()
+        rows.append(
+            {
+                "pack_size": k,
+                "trials": summary.trials_run,
+                "wall_s": wall,
+                "storage_s": summary.storage_time,
+                "storage_ms_per_trial": 1e3 * summary.storage_time / summary.trials_run,
+                "storage_fraction": summary.storage_time / wall,
+            }
+        )
+    base = rows[0]["wall_s"]
+    for r in rows:
+        r["speedup"] = base / r["wall_s"]
+    return rows

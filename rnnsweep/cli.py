@@ -731,12 +731,29 @@ def bench(
     ] = False,
     pack_size: Annotated[int, typer.Option(help="Trials per pack for the packed run.")] = 32,
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
+    scaling: Annotated[
+        bool,
+        typer.Option(help="Also time a pack step against K, depth, width and sequence length."),
+    ] = False,
+    memory: Annotated[
+        bool,
+        typer.Option(
+            help="Also measure peak memory of a pack of 64 at depth 8, width 128, sequence 100."
+        ),
+    ] = False,
+    e2e: Annotated[
+        bool,
+        typer.Option(
+            help="Also time a whole 32-trial `rnnsweep run` with --pack-size 1 and 32 (minutes)."
+        ),
+    ] = False,
     fmt: FormatOpt = "table",
 ) -> None:
     """Trials per hour: one at a time (reference, torch.nn) versus packed and fused."""
     import torch
 
-    from rnnsweep.bench import BenchCase, rows_as_dicts, run_bench
+    from rnnsweep.bench import BenchCase, end_to_end, peak_memory, rows_as_dicts, run_bench
+    from rnnsweep.bench import scaling as bench_scaling
     from rnnsweep.render import FORMATS, Column, render
 
     if fmt not in FORMATS:
@@ -778,12 +795,27 @@ def bench(
         Column("peak_gflops", "sgemm peak", ".1f"),
         Column("fraction_of_peak", "of peak", pct),
     ]
-    render(
-        rows_as_dicts(rows),
-        fmt,
-        columns=cols,
-        title=f"parens, seq 50, batch 32, 300 steps/trial; {threads} thread(s)",
-    )
+    title = f"parens, seq 50, batch 32, 300 steps/trial; {threads} thread(s)"
+    extras: dict[str, list[dict]] = {}
+    if scaling:
+        with err.status("timing a pack step against K, depth, width, sequence..."):
+            extras["scaling"] = bench_scaling(BenchCase("ugrnn", 2, 64))
+    if memory:
+        with err.status("measuring peak memory (pack of 64, depth 8, width 128, seq 100)..."):
+            extras["memory"] = [
+                peak_memory(BenchCase(a, 8, 128, 100, 32), 64) for a in ("ugrnn", "gru", "lstm")
+            ]
+    if e2e:
+        with err.status("timing whole 32-trial runs with pack size 1 and 32..."):
+            extras["end_to_end"] = end_to_end(threads=threads)
+    if fmt == "json" and extras:  # one JSON document: the rows plus each extra table
+        import json
+
+        typer.echo(json.dumps({"rows": rows_as_dicts(rows), **extras}, indent=2))
+        return
+    render(rows_as_dicts(rows), fmt, columns=cols, title=title)
+    for name, table in extras.items():
+        render(table, fmt, title=name.replace("_", " "))
 
 
 # ---- entry point ------------------------------------------------------------------

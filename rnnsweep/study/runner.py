@@ -97,7 +97,7 @@ class WorkerOptions:
     heartbeat: float = 10.0  # seconds between heartbeats of claimed slots
     grace: float | None = None  # a claim is stale after this long silent (3 x heartbeat)
     poll: float = 1.0  # seconds between looks while others' trials run
-    impl: str = "reference"  # reference | fused
+    impl: str = "fused"  # fused (rnnsweep.kernels) | reference (per-step autograd)
     worker_id: str = ""
 
     @property
@@ -395,7 +395,7 @@ def run_study(
     pack_size: int = 1,
     threads: int | None = 1,
     progress: Progress | None = None,
-    impl: str = "reference",
+    impl: str = "fused",
     heartbeat: float = 10.0,
 ) -> RunSummary:
     """Create (or resume) a study and train it in this process until complete.
@@ -436,14 +436,14 @@ def _train_and_commit(
     Returns (trials committed, feasible among them, seconds spent committing).
     """
     plan = cell.plan
-    # Members of one pack share the nonlinearity and optimizer (structure); the
-    # rest (lr, clip, init scale, gate bias, init, seed) varies per member.
-    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    # Members of one pack share the nonlinearity (it is compiled into the kernels'
+    # pointwise math); everything else, optimizer included, varies per member.
+    groups: dict[str, list[int]] = defaultdict(list)
     for i, a in enumerate(attempts):
-        groups[(a.settings.optimizer, a.settings.nonlinearity)].append(i)
+        groups[a.settings.nonlinearity].append(i)
     done = feasible = 0
     t_store = 0.0
-    for (opt_name, nl), idx in groups.items():
+    for nl, idx in groups.items():
         model_cfg = ModelConfig(
             plan.arch,
             task.n_in,
@@ -456,7 +456,7 @@ def _train_and_commit(
         results = train_pack(
             task,
             model_cfg,
-            opt_name,
+            [attempts[i].settings.optimizer for i in idx],
             [_member(attempts[i].settings) for i in idx],
             spec.train,
             device=device,

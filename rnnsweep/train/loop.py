@@ -87,7 +87,7 @@ def _data_seed(seed: int) -> int:
 def train_pack(
     task: Task,
     model_cfg: ModelConfig,
-    optimizer: str,
+    optimizer: str | Sequence[str],
     members: Sequence[MemberSpec],
     cfg: TrainConfig,
     *,
@@ -102,7 +102,8 @@ def train_pack(
     batched products and a hand-derived backward through time). Both compute the
     same function; the tests hold them to float tolerance.
     """
-    assert optimizer in OPTIMIZERS, f"optimizer {optimizer!r} not in {OPTIMIZERS}"
+    kinds = [optimizer] * len(members) if isinstance(optimizer, str) else list(optimizer)
+    assert all(k in OPTIMIZERS for k in kinds), f"optimizers {kinds} not all in {OPTIMIZERS}"
     assert cfg.steps >= 1 and cfg.eval_every >= 1, "steps and eval_every must be >= 1"
     t_start = time.perf_counter()
     dtype = _DTYPES[cfg.dtype]
@@ -114,7 +115,7 @@ def train_pack(
     params = list(model.parameters())
     lr = torch.tensor([m.lr for m in members], dtype=dtype, device=device)  # (K,)
     clip = torch.tensor([m.clip for m in members], dtype=dtype, device=device)  # (K,)
-    opt = PackedOptimizer(params, optimizer, lr, momentum=cfg.momentum)
+    opt = PackedOptimizer(params, kinds, lr, momentum=cfg.momentum)
     gens = [torch.Generator().manual_seed(_data_seed(m.init.seed)) for m in members]
     eval_one = task.eval_batch(cfg.eval_seed, cfg.eval_size)
     eval_batch = Batch.stack([eval_one] * K).to(device, dtype)  # (K, T, B_eval, ...)

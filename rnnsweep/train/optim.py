@@ -41,17 +41,24 @@ def clip_grad_norm_packed(params: Sequence[torch.Tensor], max_norm: torch.Tensor
 
 
 class PackedOptimizer:
-    """Adam, RMSprop or SGD with momentum, one learning rate per member.
+    """Adam, RMSprop or SGD with momentum: one learning rate, and one optimizer, per member.
 
     Follows torch.optim's update rules (Adam: Kingma & Ba 2015 with bias
     correction; RMSprop: ``alpha = 0.99``, no centring; SGD: heavy-ball momentum
     ``v = mu v + g``, ``p -= lr v``) so a K = 1 pack matches torch.optim.
+
+    ``kind`` is one optimizer for the whole pack or one per member. Members of
+    different kinds share the state tensors (member k only ever reads slice k,
+    with its own rule), so a pack need not be split by optimizer; each kind's
+    update is computed for the whole pack and selected per member, which costs
+    one extra elementwise pass per kind present and keeps every member's numbers
+    exactly those it would get alone.
     """
 
     def __init__(
         self,
         params: Sequence[torch.Tensor],
-        kind: str,
+        kind: str | Sequence[str],
         lr: torch.Tensor,
         *,
         momentum: float = 0.9,
@@ -59,42 +66,68 @@ class PackedOptimizer:
         alpha: float = 0.99,
         eps: float = 1e-8,
     ) -> None:
-        if kind not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {kind!r}; choose one of {', '.join(OPTIMIZERS)}")
+        kinds = [kind] * lr.shape[0] if isinstance(kind, str) else list(kind)
+        assert len(kinds) == lr.shape[0], f"{len(kinds)} optimizer kinds for {lr.shape[0]} members"
+        for k in kinds:
+            if k not in OPTIMIZERS:
+                raise ValueError(f"unknown optimizer {k!r}; choose one of {', '.join(OPTIMIZERS)}")
         self.params = list(params)
-        self.kind = kind
+        self.kinds = kinds
+        self.kind = kinds[0] if len(set(kinds)) == 1 else "mixed"
+        # (K,) bool per kind present: which members follow which rule.
+        self.masks = {
+            k: torch.tensor([x == k for x in kinds], device=lr.device)
+            for k in OPTIMIZERS
+            if k in kinds
+        }
         self.lr = lr  # (K,)
         self.momentum, self.betas, self.alpha, self.eps = momentum, betas, alpha, eps
         self.t = torch.zeros_like(lr)  # (K,) steps taken per member (Adam bias correction)
         self.state = [
-            (torch.zeros_like(p), torch.zeros_like(p) if kind == "adam" else None)
+            (torch.zeros_like(p), torch.zeros_like(p) if "adam" in self.masks else None)
             for p in self.params
         ]
+
+    def _update(self, kind: str, p, m, v, g, act, lr):
+        """New (m, v) and the step for every member under ``kind``'s rule."""
+        b1, b2 = self.betas
+        if kind == "sgd":
+            m_new = self.momentum * m + g
+            return m_new, v, lr * m_new
+        if kind == "rmsprop":
+            m_new = self.alpha * m + (1 - self.alpha) * g * g
+            return m_new, v, lr * g / (m_new.sqrt() + self.eps)
+        m_new = b1 * m + (1 - b1) * g
+        v_new = b2 * v + (1 - b2) * g * g
+        t = _per_member(self.t.clamp_min(1), p)
+        m_hat = m_new / (1 - b1**t)
+        v_hat = v_new / (1 - b2**t)
+        return m_new, v_new, lr * m_hat / (v_hat.sqrt() + self.eps)
 
     @torch.no_grad()
     def step(self, active: torch.Tensor) -> None:
         """One update of the active members ``(K,)`` bool; frozen members are untouched."""
         self.t = torch.where(active, self.t + 1, self.t)
-        b1, b2 = self.betas
         for p, (m, v) in zip(self.params, self.state, strict=True):
             if p.grad is None:
                 continue
             act = _per_member(active, p)
             g = torch.where(act, p.grad, torch.zeros_like(p.grad))
             lr = _per_member(self.lr, p)
-            if self.kind == "sgd":
-                m.copy_(torch.where(act, self.momentum * m + g, m))
-                upd = lr * m
-            elif self.kind == "rmsprop":
-                m.copy_(torch.where(act, self.alpha * m + (1 - self.alpha) * g * g, m))
-                upd = lr * g / (m.sqrt() + self.eps)
+            if len(self.masks) == 1:
+                m_new, v_new, upd = self._update(self.kind, p, m, v, g, act, lr)
             else:
-                m.copy_(torch.where(act, b1 * m + (1 - b1) * g, m))
-                v.copy_(torch.where(act, b2 * v + (1 - b2) * g * g, v))
-                t = _per_member(self.t.clamp_min(1), p)
-                m_hat = m / (1 - b1**t)
-                v_hat = v / (1 - b2**t)
-                upd = lr * m_hat / (v_hat.sqrt() + self.eps)
+                m_new, v_new, upd = m.clone(), None if v is None else v.clone(), None
+                for kind, mask in self.masks.items():
+                    km, kv, ku = self._update(kind, p, m, v, g, act, lr)
+                    sel = _per_member(mask, p)
+                    m_new = torch.where(sel, km, m_new)
+                    if kind == "adam":
+                        v_new = torch.where(sel, kv, v_new)
+                    upd = ku if upd is None else torch.where(sel, ku, upd)
+            m.copy_(torch.where(act, m_new, m))
+            if v is not None and v_new is not None:
+                v.copy_(torch.where(act, v_new, v))
             p.copy_(torch.where(act, p - upd, p))
 
     def zero_grad(self) -> None:
