@@ -164,6 +164,12 @@ def run(
             show_default=False,
         ),
     ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Text file for the charlm task (sets task_options.data).", show_default=False
+        ),
+    ] = None,
     trials: Annotated[
         int | None,
         typer.Option(help="Trials per (arch, depth) cell. [default: 20]", show_default=False),
@@ -317,6 +323,7 @@ def _build_spec(
     depth,
     exclude,
     task,
+    data,
     trials,
     steps,
     batch_size,
@@ -352,6 +359,8 @@ def _build_spec(
     ):
         if value is not None:
             flags[key] = value
+    if data is not None:
+        flags["task_options"] = {"data": str(data)}
     train = {k: v for k, v in (("steps", steps), ("batch_size", batch_size)) if v is not None}
     if train:
         flags["train"] = train
@@ -701,21 +710,27 @@ def archs() -> None:
 def tasks() -> None:
     """List the tasks with their input/output sizes and solved thresholds."""
     from rnnsweep.render import Column, render
-    from rnnsweep.tasks import TASKS, make_task
+    from rnnsweep.tasks import TASKS, TaskOptionError, make_task
 
     rows = []
-    for name in TASKS:
-        t = make_task(name)
-        rows.append(
-            {
-                "task": name,
-                "kind": t.kind,
+    for name, cls in TASKS.items():
+        try:
+            t = make_task(name)
+            sizes = {
                 "n_in": t.n_in,
                 "n_out": t.n_out,
                 "seq_len": t.seq_len,
-                "metric": t.metric_name,
                 "solved_below": t.solved_threshold,
-                "description": t.description,
+            }
+        except TaskOptionError:  # needs user data (charlm: --data PATH); sizes depend on it
+            sizes = {"n_in": None, "n_out": None, "seq_len": None, "solved_below": None}
+        rows.append(
+            {
+                "task": name,
+                "kind": cls.kind,
+                **sizes,
+                "metric": cls.metric_name,
+                "description": cls.description,
             }
         )
     render(rows, "table", columns=[Column(k, k) for k in rows[0]], title="Tasks")

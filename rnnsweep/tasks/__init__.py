@@ -15,8 +15,12 @@ from rnnsweep.tasks.adding import AddingTask
 from rnnsweep.tasks.arith import ArithTask
 from rnnsweep.tasks.base import Batch, ClassificationTask, RegressionTask, Task, TaskOptionError
 from rnnsweep.tasks.capacity import CapacityTask, stored_bits
+from rnnsweep.tasks.charlm import CharLMTask
+from rnnsweep.tasks.digits import DigitsTask
 from rnnsweep.tasks.memory import MemoryTask
+from rnnsweep.tasks.order import OrderTask
 from rnnsweep.tasks.parens import ParensTask
+from rnnsweep.tasks.sine import SineTask
 
 __all__ = [
     "TASKS",
@@ -24,10 +28,14 @@ __all__ = [
     "ArithTask",
     "Batch",
     "CapacityTask",
+    "CharLMTask",
     "ClassificationTask",
+    "DigitsTask",
     "MemoryTask",
+    "OrderTask",
     "ParensTask",
     "RegressionTask",
+    "SineTask",
     "Task",
     "TaskOptionError",
     "make_task",
@@ -36,7 +44,18 @@ __all__ = [
 ]
 
 TASKS: dict[str, type[Task]] = {
-    cls.name: cls for cls in (ParensTask, MemoryTask, CapacityTask, AddingTask, ArithTask)
+    cls.name: cls
+    for cls in (
+        ParensTask,
+        MemoryTask,
+        CapacityTask,
+        AddingTask,
+        ArithTask,
+        SineTask,
+        OrderTask,
+        DigitsTask,
+        CharLMTask,
+    )
 }
 
 
