@@ -596,20 +596,43 @@ def report(
     ] = "arch,depth",
     fmt: FormatOpt = "table",
     storage: StorageOpt = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Also write PNG plots into this directory.", show_default=False),
+    ] = None,
+    x: Annotated[str, typer.Option("--x", help="Plot axis: a hyperparameter.")] = "lr",
+    y: Annotated[str, typer.Option("--y", help="Plot axis: a hyperparameter.")] = "init_scale",
+    curves_by: Annotated[
+        str, typer.Option(help="Group learning curves by these columns.")
+    ] = "arch",
 ) -> None:
     """Feasible fraction (Wilson 95% CI), solved fraction and losses per arch and depth."""
     from rnnsweep.render import FORMATS, Column, render
     from rnnsweep.report import REPORT_COLUMNS, feasibility_rows, parse_by
+    from rnnsweep.report.theory import PLOT_AXES, seq_len_of, xi_contours_for
+    from rnnsweep.store.export import tidy_trials
 
     if fmt not in FORMATS:
         raise typer.BadParameter(
             f"choose one of {', '.join(FORMATS)}, got {fmt!r}", param_hint="--format"
         )
     keys = parse_by(by)
+    plot_keys = parse_by(curves_by) if plot is not None else []
+    for axis in (x, y):
+        if axis not in PLOT_AXES:
+            raise typer.BadParameter(
+                f"choose one of {', '.join(PLOT_AXES)}, got {axis!r}", param_hint="--x/--y"
+            )
+    if plot is not None and plot.exists() and not plot.is_dir():
+        raise typer.BadParameter(
+            f"{str(plot)!r} exists and is not a directory", param_hint="--plot"
+        )
     with _open_store(storage) as store:
         name = _pick_study(store, study, fmt)
         spec = store.study_spec(name)
-        rows = feasibility_rows(store.trials_frame(name), keys)
+        frame = tidy_trials(store.trials_frame(name))
+        rows = feasibility_rows(frame, keys)
+        curves = store.curves_frame(name) if plot is not None else None
     for r in rows:
         r["study"] = name
     columns = [Column(k, k) for k in keys] + REPORT_COLUMNS
@@ -621,6 +644,22 @@ def report(
     render(rows, fmt, columns=columns, title=title)
     if not rows:
         err.print(f"Study {name!r} has no complete trials yet.")
+    elif plot is not None:
+        from rnnsweep.report.plots import plot_study
+
+        paths = plot_study(
+            frame,
+            curves,
+            plot,
+            name,
+            x=x,
+            y=y,
+            curves_by=plot_keys,
+            xi_for=xi_contours_for(spec),
+            T=seq_len_of(spec),
+        )
+        for p in paths:
+            err.print(f"wrote {p}")
 
 
 @app.command()
