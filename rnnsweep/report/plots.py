@@ -181,7 +181,7 @@ def curves_plot(
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for key, g in cur.groupby(list(by), sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        stats = g.groupby("step")["eval_loss"].quantile([0.25, 0.5, 0.75]).unstack()
+        stats = g.groupby("step")["eval_loss"].quantile([0.25, 0.5, 0.75]).unstack().dropna()
         if stats.empty:
             continue
         label = ", ".join(f"{k}={v}" for k, v in zip(by, key, strict=True))
