@@ -20,7 +20,19 @@ from rnnsweep.report.stats import wilson_interval
 __all__ = ["GROUP_KEYS", "REPORT_COLUMNS", "feasibility_rows", "parse_by"]
 
 # Columns a report may group by.
-GROUP_KEYS = ("arch", "depth", "optimizer", "nonlinearity", "init", "hidden", "task", "sampler")
+GROUP_KEYS = (
+    "arch",
+    "depth",
+    "optimizer",
+    "nonlinearity",
+    "init",
+    "hidden",
+    "task",
+    "sampler",
+    "region",
+    "region_final",
+    "xi_bin",
+)
 
 REPORT_COLUMNS = [
     Column("trials", "trials"),
@@ -58,6 +70,13 @@ def feasibility_rows(
     rows: list[dict[str, Any]] = []
     if df.empty:
         return rows
+    missing = [k for k in by if k not in df.columns]
+    if missing:
+        raise SpecError(
+            f"this study recorded no {', '.join(missing)} (region needs diagnostics on; "
+            "xi_bin exists for depth-1 tanh rnn and minimalrnn trials only)"
+        )
+    df = df.dropna(subset=list(by))
     for key, g in df.groupby(list(by), sort=True):
         key = key if isinstance(key, tuple) else (key,)
         n = len(g)

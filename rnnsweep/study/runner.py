@@ -26,6 +26,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import numpy as np
 import optuna
 import torch
 from optuna.trial import TrialState
@@ -483,6 +484,64 @@ def _train_and_commit(
     return done, feasible, t_store
 
 
+XI_BINS = (
+    (0.25, "xi/T<0.25"),
+    (0.5, "xi/T 0.25-0.5"),
+    (1.0, "xi/T 0.5-1"),
+    (2.0, "xi/T 1-2"),
+    (math.inf, "xi/T>2"),
+)
+
+
+def _diagnostics_extra(
+    res: MemberResult, model_cfg: ModelConfig, settings: TrialSettings, spec: StudySpec, task
+) -> dict[str, Any]:
+    """Diagnostics (init_*, final_*, region) and, where the theory covers the cell, the
+    mean-field timescale xi of the trial's initialisation and its bin relative to T."""
+    out: dict[str, Any] = {}
+    for when, diag in (("init", res.diag_init), ("final", res.diag_final)):
+        for k, v in diag.items():
+            out[f"{when}_{k}"] = v
+    if res.diag_init:
+        out["region"] = int(res.diag_init["region"])
+    if res.diag_final:
+        out["region_final"] = int(res.diag_final["region"])
+    xi = _xi_of(model_cfg, settings, task)
+    if xi is not None:
+        out["xi"] = xi
+        ratio = xi / task.seq_len
+        out["xi_bin"] = next(name for edge, name in XI_BINS if ratio < edge)
+    return out
+
+
+def _xi_of(model_cfg: ModelConfig, settings: TrialSettings, task) -> float | None:
+    """Chen et al.'s timescale for a tanh rnn or a minimalrnn at this initialisation.
+
+    sigma_w = sigma_v = init_scale (one scale for W^h and W^x, as initialised),
+    mu_b = b_fg, sigma_b = 0, and R from the task's inputs: E[x^2] per unit
+    (vanilla), or E[z^2] with z = tanh(W^z x) for the minimalRNN's embedding.
+    """
+    if model_cfg.depth != 1 or not (
+        (model_cfg.arch == "rnn" and model_cfg.nonlinearity == "tanh")
+        or model_cfg.arch == "minimalrnn"
+    ):
+        return None
+    from rnnsweep.theory.meanfield import gaussian_expectation, mean_field
+
+    R = getattr(task, "_input_R", None)  # E[x^2] per input unit, once per task object
+    if R is None:
+        R = float((task.eval_batch(0, 64).x.double() ** 2).mean())
+        task._input_R = R
+    s = settings.init_scale
+    try:
+        if model_cfg.arch == "rnn":
+            return float(mean_field("rnn", sigma_w=s, sigma_v=s, R=R).xi)
+        R_z = float(gaussian_expectation(lambda e: np.tanh(e) ** 2, s * s * R))
+        return float(mean_field("minimalrnn", sigma_w=s, sigma_v=s, R=R_z, mu_b=settings.b_fg).xi)
+    except (ValueError, ArithmeticError):
+        return None
+
+
 def _commit(
     spec: StudySpec,
     store: Store,
@@ -508,6 +567,7 @@ def _commit(
         and (res.final_loss < task.solved_threshold)
     )
     extra = task.summary(res.final_loss, res.metric, plan.params) if not res.diverged else {}
+    extra.update(_diagnostics_extra(res, model_cfg, settings, spec, task))
     config = {
         "study": spec.name,
         "spec_hash": spec.spec_hash(),

@@ -495,6 +495,14 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
         raise SpecError(f"divergence_factor must be > 1, got {tkw['divergence_factor']}")
     if not 0.0 <= tkw.get("momentum", 0.9) < 1.0:
         raise SpecError(f"momentum must be in [0, 1), got {tkw['momentum']}")
+    if "diagnostic_sequences" in train_d:
+        tkw["diagnostic_sequences"] = _int(
+            train_d["diagnostic_sequences"], "diagnostic_sequences", 1
+        )
+    if "diagnostics" in train_d:
+        if not isinstance(train_d["diagnostics"], bool):
+            raise SpecError(f"diagnostics must be true or false, got {train_d['diagnostics']!r}")
+        tkw["diagnostics"] = train_d["diagnostics"]
     if "dtype" in train_d:
         if train_d["dtype"] not in ("float32", "float64"):
             raise SpecError(f"dtype must be float32 or float64, got {train_d['dtype']!r}")

@@ -37,6 +37,10 @@ class TrainConfig:
     divergence_factor: float = 10.0  # train loss > factor * initial loss => diverged
     momentum: float = 0.9  # SGD heavy-ball momentum
     dtype: str = "float32"
+    # Ribeiro-style smoothness diagnostics at initialisation and after training
+    # (rnnsweep.theory.diagnostics), on diagnostic_sequences held-out sequences.
+    diagnostics: bool = True
+    diagnostic_sequences: int = 4
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,6 +68,9 @@ class MemberResult:
     metric: float  # task metric at the end (nan when diverged)
     wall_time: float  # pack wall time / K (seconds)
     curve: list[dict[str, float]]  # {"step", "train_loss", "eval_loss", "eval_metric"}
+    diag_init: dict[str, float] = field(default_factory=dict)  # diagnostics at step 0
+    diag_final: dict[str, float] = field(default_factory=dict)  # ... after training
+    diag_time: float = 0.0  # seconds the diagnostics took (pack / K)
 
 
 IMPLS = ("reference", "fused")
@@ -77,6 +84,19 @@ def _forward_fn(model: PackedRNN, impl: str) -> Callable[[torch.Tensor], torch.T
 
         return lambda x: fused_forward(model, x)
     raise ValueError(f"unknown implementation {impl!r}; choose one of {', '.join(IMPLS)}")
+
+
+def _diagnose(model: PackedRNN, x: torch.Tensor) -> list[dict]:
+    """Cheap settings of :func:`rnnsweep.theory.diagnostics.diagnose` (model dtype,
+    20 Lanczos steps, one sequence for the end-to-end spectrum): its cost is
+    measured in docs/PERFORMANCE.md. Never fails a trial: on error, empty dicts."""
+    from rnnsweep.theory.diagnostics import diagnose
+
+    try:
+        with torch.no_grad():
+            return diagnose(model, x.detach(), iters=20, n_batch=1, dtype=None)
+    except (RuntimeError, ValueError) as exc:  # noqa: F841 - diagnostics are best effort
+        return [{} for _ in range(model.K)]
 
 
 def _data_seed(seed: int) -> int:
@@ -153,6 +173,15 @@ def train_pack(
         last_eval.copy_(torch.where(active, ev, last_eval))
         last_metric.copy_(torch.where(active, met, last_metric))
 
+    # 1b. Smoothness diagnostics of the initial map, on a few held-out sequences.
+    diag_x = eval_batch.x[:, :, : cfg.diagnostic_sequences]  # (K, T, b, I)
+    diag_time = 0.0
+    diag_init: list[dict] = [{} for _ in range(K)]
+    if cfg.diagnostics:
+        t_diag = time.perf_counter()
+        diag_init = _diagnose(model, diag_x)
+        diag_time += time.perf_counter() - t_diag
+
     step = 0
     for step in range(cfg.steps):
         # 2. Forward every member on its own batch.
@@ -207,7 +236,14 @@ def train_pack(
         if done % cfg.eval_every == 0 or done == cfg.steps:
             evaluate(done, losses.detach())
 
-    # 7. One result per member.
+    # 7. Diagnostics of the trained map (a diverged member's last finite one).
+    diag_final: list[dict] = [{} for _ in range(K)]
+    if cfg.diagnostics:
+        t_diag = time.perf_counter()
+        diag_final = _diagnose(model, diag_x)
+        diag_time += time.perf_counter() - t_diag
+
+    # 8. One result per member.
     wall = (time.perf_counter() - t_start) / K
     results = []
     for k in range(K):
@@ -224,6 +260,9 @@ def train_pack(
                 metric=math.nan if div else float(last_metric[k]),
                 wall_time=wall,
                 curve=curves[k],
+                diag_init=diag_init[k],
+                diag_final=diag_final[k],
+                diag_time=diag_time / K,
             )
         )
     return results
