@@ -251,6 +251,14 @@ def run(
         str | None,
         typer.Option(help="adam,rmsprop,sgd choices. [default: all three]", show_default=False),
     ] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            help="Recurrent init choices: gaussian, orthogonal, critical (chi = 1, "
+            "rnn/minimalrnn). [default: gaussian,orthogonal]",
+            show_default=False,
+        ),
+    ] = None,
     gru_reset: Annotated[
         str | None,
         typer.Option(
@@ -339,6 +347,7 @@ def _build_spec(
     clip,
     nonlinearity,
     optimizer,
+    init,
     gru_reset,
 ):
     """The spec: file, then flags on top; validated before anything touches disk."""
@@ -383,6 +392,7 @@ def _build_spec(
             ("clip", clip),
             ("nonlinearity", nonlinearity),
             ("optimizer", optimizer),
+            ("init", init),
         )
         if v is not None
     }
@@ -773,6 +783,115 @@ def tasks() -> None:
             }
         )
     render(rows, "table", columns=[Column(k, k) for k in rows[0]], title="Tasks")
+
+
+@app.command()
+def theory(
+    arch: Annotated[str, typer.Option(help="rnn (tanh) or minimalrnn.")] = "rnn",
+    sigma_w: Annotated[float, typer.Option(help="Recurrent weight scale sigma_w.")] = 1.0,
+    sigma_v: Annotated[float, typer.Option(help="Input weight scale sigma_v.")] = 1.0,
+    sigma_b: Annotated[float, typer.Option(help="Bias spread sigma_b.")] = 0.0,
+    mu_b: Annotated[float, typer.Option(help="Gate bias mean mu_b (minimalrnn).")] = 0.0,
+    R: Annotated[float, typer.Option("--R", help="Per-unit input second moment R.")] = 1.0,
+    grid: Annotated[
+        bool, typer.Option("--grid", help="A phase diagram over sigma_w and sigma_b / mu_b.")
+    ] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="With --grid: write the diagram as a PNG here.", show_default=False),
+    ] = None,
+    T: Annotated[
+        int | None,
+        typer.Option(
+            "--T", help="With --plot: draw xi = T, T/2, T/4 contours.", show_default=False
+        ),
+    ] = None,
+    fmt: FormatOpt = "table",
+) -> None:
+    """Mean-field fixed point, chi and timescale xi (Chen et al. 2018), or a phase diagram."""
+    import math
+
+    import numpy as np
+
+    from rnnsweep.render import FORMATS, Column, render
+    from rnnsweep.theory import mean_field, phase_grid, plot_phase
+
+    if fmt not in FORMATS:
+        raise typer.BadParameter(
+            f"choose one of {', '.join(FORMATS)}, got {fmt!r}", param_hint="--format"
+        )
+    if arch not in ("rnn", "minimalrnn"):
+        raise typer.BadParameter(f"rnn or minimalrnn, got {arch!r}", param_hint="--arch")
+    for name, v in (
+        ("--sigma-w", sigma_w),
+        ("--sigma-v", sigma_v),
+        ("--sigma-b", sigma_b),
+        ("--R", R),
+    ):
+        if not math.isfinite(v) or v < 0:
+            raise typer.BadParameter(f"must be a finite number >= 0, got {v}", param_hint=name)
+    if plot is not None and not grid:
+        raise typer.BadParameter("needs --grid", param_hint="--plot")
+    if grid:
+        other = "mu_b" if arch == "minimalrnn" else "sigma_b"
+        ws = np.linspace(0.05, 6.0 if arch == "minimalrnn" else 3.0, 60)
+        os_ = np.linspace(-4.0, 6.0, 60) if other == "mu_b" else np.linspace(0.0, 1.5, 60)
+        g = phase_grid(arch, ws, os_, sigma_v=sigma_v, R=R, other=other)
+        if plot is not None:
+            if plot.parent and not plot.parent.is_dir():
+                raise typer.BadParameter(
+                    f"directory {str(plot.parent)!r} does not exist", param_hint="--plot"
+                )
+            path = plot_phase(g, plot, T=T)
+            err.print(f"wrote {path}")
+        chi = np.asarray(g["chi"])
+        xi = np.asarray(g["xi"])
+        rows = [
+            {"sigma_w": float(w), other: float(o), "chi": float(chi[j, i]), "xi": float(xi[j, i])}
+            for i, w in enumerate(ws)
+            for j, o in enumerate(os_)
+        ]
+        if fmt != "table" or plot is None:
+            render(
+                rows if fmt != "table" else rows[:: max(1, len(rows) // 40)],
+                fmt,
+                title=f"{arch} phase grid (sigma_v={sigma_v}, R={R})",
+            )
+        return
+    mf = mean_field(arch, sigma_w=sigma_w, sigma_v=sigma_v, R=R, sigma_b=sigma_b, mu_b=mu_b)
+    row = {
+        "arch": arch,
+        "sigma_w": sigma_w,
+        "sigma_v": sigma_v,
+        "sigma_b": sigma_b,
+        "mu_b": mu_b,
+        "R": R,
+        "q_star": mf.q_star,
+    }
+    if arch == "minimalrnn":
+        row["Q_star"] = mf.Q_star
+    row.update(
+        chi=mf.chi,
+        xi=mf.xi,
+        phase="ordered (chi < 1)"
+        if mf.chi < 1
+        else ("critical" if mf.chi == 1 else "chaotic (chi > 1)"),
+    )
+    cols = [Column(k, k, ".6g" if isinstance(v, float) else None) for k, v in row.items()]
+    if fmt == "json":
+        import json
+
+        typer.echo(
+            json.dumps(
+                {
+                    k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                    for k, v in row.items()
+                },
+                indent=2,
+            )
+        )
+        return
+    render([row], fmt, columns=cols, title="mean-field theory (Chen et al. 2018)")
 
 
 @app.command()

@@ -49,8 +49,13 @@ class InitConfig:
 
     init_scale: float = 1.0  # sigma: weights ~ N(0, sigma^2 / fan_in), or sigma * orthogonal
     b_fg: float = 0.0  # scalar added to forget/update gate pre-activations (C 3, 7, 10, 18)
-    init: Literal["gaussian", "orthogonal"] = "gaussian"  # recurrent matrix distribution
+    init: Literal["gaussian", "orthogonal", "critical"] = "gaussian"  # recurrent matrices
     seed: int = 0  # the member's own seed: initialisation and data
+    # init = "critical": W^h = critical_sigma_w * orthogonal, the sigma_w on the
+    # mean-field chi = 1 line (Chen et al. 2018) for this init_scale (= sigma_v),
+    # b_fg (= mu_b) and the task's input moment R. rnnsweep.theory.critical
+    # computes it; the cells only use it, so they need no theory.
+    critical_sigma_w: float | None = None
 
 
 class Cell:
@@ -120,8 +125,12 @@ class Cell:
     ) -> torch.Tensor:
         """Gaussian ``N(0, sigma^2/fan_in)``; recurrent blocks may be ``sigma * orthogonal``."""
         fan_in = shape[0]
-        if name == "Wh" and cfg.init == "orthogonal" and shape[0] == hidden:
-            blocks = [_orthogonal(hidden, gen) * cfg.init_scale for _ in range(shape[1] // hidden)]
+        if name == "Wh" and cfg.init in ("orthogonal", "critical") and shape[0] == hidden:
+            scale = cfg.init_scale
+            if cfg.init == "critical":
+                assert cfg.critical_sigma_w is not None, "critical init needs critical_sigma_w"
+                scale = cfg.critical_sigma_w
+            blocks = [_orthogonal(hidden, gen) * scale for _ in range(shape[1] // hidden)]
             return torch.cat(blocks, dim=1)
         w = torch.randn(shape, generator=gen, dtype=torch.float64)
         return w * (cfg.init_scale / math.sqrt(fan_in))

@@ -216,7 +216,10 @@ def _reap_dead_local_claims(queue: SlotQueue, store: Store) -> None:
             pass
 
 
-def _member(settings: TrialSettings) -> MemberSpec:
+def _member(settings: TrialSettings, task=None, arch: str = "") -> MemberSpec:
+    critical = None
+    if settings.init == "critical":
+        critical = critical_sigma_w(arch, settings.init_scale, settings.b_fg, task)
     return MemberSpec(
         lr=settings.lr,
         clip=settings.clip,
@@ -225,8 +228,36 @@ def _member(settings: TrialSettings) -> MemberSpec:
             b_fg=settings.b_fg,
             init=settings.init,
             seed=settings.seed,
+            critical_sigma_w=critical,
         ),
     )
+
+
+def _input_moment(task) -> float:
+    """E[x^2] per input unit of the task's inputs (cached on the task object)."""
+    R = getattr(task, "_input_R", None)
+    if R is None:
+        R = float((task.eval_batch(0, 64).x.double() ** 2).mean())
+        task._input_R = R
+    return R
+
+
+def critical_sigma_w(arch: str, init_scale: float, b_fg: float, task) -> float:
+    """The recurrent scale on the chi = 1 line for this trial (Chen et al. 2018).
+
+    sigma_v = init_scale (the input weights' scale), sigma_b = 0, mu_b = b_fg,
+    and R from the task's inputs: E[x^2] (vanilla) or E[z^2] with z = tanh(W^z x)
+    for the minimalRNN. Exact for depth 1; deeper stacks reuse it per layer (an
+    approximation: upper layers' inputs are not the task's).
+    """
+    from rnnsweep.theory.critical import critical_minimalrnn, critical_vanilla
+    from rnnsweep.theory.meanfield import gaussian_expectation
+
+    R = _input_moment(task)
+    if arch == "rnn":
+        return critical_vanilla(sigma_v=init_scale, R=R)
+    R_z = float(gaussian_expectation(lambda e: np.tanh(e) ** 2, init_scale**2 * R))
+    return critical_minimalrnn(sigma_v=init_scale, R=R_z, mu_b=b_fg)
 
 
 @dataclass
@@ -458,7 +489,7 @@ def _train_and_commit(
             task,
             model_cfg,
             [attempts[i].settings.optimizer for i in idx],
-            [_member(attempts[i].settings) for i in idx],
+            [_member(attempts[i].settings, task, plan.arch) for i in idx],
             spec.train,
             device=device,
             impl=impl,
@@ -528,16 +559,16 @@ def _xi_of(model_cfg: ModelConfig, settings: TrialSettings, task) -> float | Non
         return None
     from rnnsweep.theory.meanfield import gaussian_expectation, mean_field
 
-    R = getattr(task, "_input_R", None)  # E[x^2] per input unit, once per task object
-    if R is None:
-        R = float((task.eval_batch(0, 64).x.double() ** 2).mean())
-        task._input_R = R
-    s = settings.init_scale
+    R = _input_moment(task)
+    s = settings.init_scale  # sigma_v, and sigma_w unless the init is critical
     try:
+        w = s
+        if settings.init == "critical":
+            w = critical_sigma_w(model_cfg.arch, s, settings.b_fg, task)
         if model_cfg.arch == "rnn":
-            return float(mean_field("rnn", sigma_w=s, sigma_v=s, R=R).xi)
+            return float(mean_field("rnn", sigma_w=w, sigma_v=s, R=R).xi)
         R_z = float(gaussian_expectation(lambda e: np.tanh(e) ** 2, s * s * R))
-        return float(mean_field("minimalrnn", sigma_w=s, sigma_v=s, R=R_z, mu_b=settings.b_fg).xi)
+        return float(mean_field("minimalrnn", sigma_w=w, sigma_v=s, R=R_z, mu_b=settings.b_fg).xi)
     except (ValueError, ArithmeticError):
         return None
 

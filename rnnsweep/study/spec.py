@@ -42,7 +42,8 @@ __all__ = [
 
 SAMPLERS = ("random", "qmc", "tpe", "grid")
 NONLINEARITIES = ("tanh", "relu")
-INITS = ("gaussian", "orthogonal")
+INITS = ("gaussian", "orthogonal", "critical")
+CRITICAL_ARCHS = ("rnn", "minimalrnn")  # cells the mean-field theory covers
 
 
 def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
@@ -510,6 +511,18 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
     train = TrainConfig(**tkw)
 
     space = _parse_space(dict(d.get("space", {}) or {}))
+    if "critical" in space.init:
+        bad = [a for a in archs if a not in CRITICAL_ARCHS]
+        if bad:
+            raise SpecError(
+                f"init 'critical' is defined for {' and '.join(CRITICAL_ARCHS)} only "
+                f"(the mean-field theory covers them), not {', '.join(bad)}"
+            )
+        if "rnn" in archs and "relu" in space.nonlinearity:
+            raise SpecError(
+                "init 'critical' for rnn needs nonlinearity tanh (no chi = 1 line with "
+                "finite q* for ReLU); set nonlinearity = ['tanh']"
+            )
 
     name = d.get("name") or default_name(task, archs, depths)
     name = str(name).strip()
