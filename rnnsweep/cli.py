@@ -618,7 +618,7 @@ def report(
 ) -> None:
     """Feasible fraction (Wilson 95% CI), solved fraction and losses per arch and depth."""
     from rnnsweep.render import FORMATS, Column, render
-    from rnnsweep.report import REPORT_COLUMNS, feasibility_rows, parse_by
+    from rnnsweep.report import REPORT_COLUMNS, add_collins, feasibility_rows, parse_by
     from rnnsweep.report.theory import PLOT_AXES, seq_len_of, xi_contours_for
     from rnnsweep.store.export import tidy_trials
 
@@ -646,6 +646,11 @@ def report(
     for r in rows:
         r["study"] = name
     columns = [Column(k, k) for k in keys] + REPORT_COLUMNS
+    if add_collins(rows, spec["task"]):  # our infeasible % beside Collins' Table 1
+        columns += [
+            Column("infeasible_pct", "infeasible %", ".1f"),
+            Column("collins_infeasible_pct", "Collins T1 %", ".1f"),
+        ]
     title = (
         f"{name}: task {spec['task']}, sampler {spec['sampler']}\n"
         "feasible = training did not diverge (Collins et al.); "

@@ -56,6 +56,8 @@ class InitConfig:
     # b_fg (= mu_b) and the task's input moment R. rnnsweep.theory.critical
     # computes it; the cells only use it, so they need no theory.
     critical_sigma_w: float | None = None
+    input_scale: float | None = None  # sigma_v for W^x (None: init_scale)
+    bias_scale: float = 0.0  # sigma_b: biases b ~ N(0, sigma_b^2) at init (Chen et al.)
 
 
 class Cell:
@@ -111,6 +113,8 @@ class Cell:
         for name, shape in shapes.items():
             if name.startswith("W") or name.startswith("V") or name == "P":
                 p[name] = self.init_weight(name, shape, hidden, cfg, gen)
+            elif name == "b" and cfg.bias_scale > 0:
+                p[name] = torch.randn(shape, generator=gen, dtype=torch.float64) * cfg.bias_scale
             else:
                 p[name] = torch.zeros(shape, dtype=torch.float64)
         return p
@@ -133,7 +137,10 @@ class Cell:
             blocks = [_orthogonal(hidden, gen) * scale for _ in range(shape[1] // hidden)]
             return torch.cat(blocks, dim=1)
         w = torch.randn(shape, generator=gen, dtype=torch.float64)
-        return w * (cfg.init_scale / math.sqrt(fan_in))
+        scale = cfg.init_scale
+        if name in ("Wx", "P") and cfg.input_scale is not None:
+            scale = cfg.input_scale
+        return w * (scale / math.sqrt(fan_in))
 
     def fg_vector(self, hidden: int, b_fg: float) -> torch.Tensor:
         """``(1, G*H)``: ``b_fg`` in the forget/update blocks, zero elsewhere."""

@@ -106,3 +106,36 @@ def feasibility_rows(
         )
         rows.append(row)
     return rows
+
+
+# Collins, Sohl-Dickstein & Sussillo (ICLR 2017) Table 1: % of 1000 random HP sets
+# whose training diverged (infeasible), parentheses task, ~200k parameters.
+# (The +RNN was not run at depth 1.) Quoted in ../shared/SCIENCE.md section 1.
+COLLINS_TABLE1: dict[tuple[str, int], float] = {
+    ("gru", 1): 15.5,
+    ("gru", 8): 3.2,
+    ("irnn", 1): 56.7,
+    ("irnn", 8): 44.6,
+    ("lstm", 1): 12.0,
+    ("lstm", 8): 4.0,
+    ("rnn", 1): 21.5,
+    ("rnn", 8): 18.7,
+    ("ugrnn", 1): 20.2,
+    ("ugrnn", 8): 11.5,
+    ("plusrnn", 8): 8.8,
+}
+
+
+def add_collins(rows: list[dict[str, Any]], task: str) -> bool:
+    """Put Collins' Table 1 beside our infeasible % where the rows match it (parens,
+    grouped by arch and depth). Returns whether any row matched."""
+    if task != "parens":
+        return False
+    matched = False
+    for r in rows:
+        key = (r.get("arch"), r.get("depth"))
+        if key in COLLINS_TABLE1 and r.get("trials"):
+            r["infeasible_pct"] = 100.0 * (1.0 - r["feasible_fraction"])
+            r["collins_infeasible_pct"] = COLLINS_TABLE1[key]
+            matched = True
+    return matched

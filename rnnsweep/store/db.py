@@ -84,6 +84,7 @@ class Store:
         self.engine = sa.create_engine(url, **kwargs)
         if self.is_sqlite and create:
             event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._check_schema()
         if create:
             try:
                 metadata.create_all(self.engine)
@@ -92,6 +93,24 @@ class Store:
                 raise StorageError(
                     f"cannot create tables in {self.masked_url!r}: {reason}"
                 ) from None
+
+    def _check_schema(self) -> None:
+        """Refuse rnnsweep tables written by another schema (a clear line, not a SQL error)."""
+        try:
+            insp = sa.inspect(self.engine)
+            for table in (studies, trials, curves):
+                if not insp.has_table(table.name):
+                    continue
+                have = {c["name"] for c in insp.get_columns(table.name)}
+                missing = sorted({c.name for c in table.columns} - have)
+                if missing:
+                    raise StorageError(
+                        f"storage {self.masked_url!r} holds rnnsweep tables from another "
+                        f"version ({table.name} lacks {', '.join(missing)}); use a new storage"
+                    )
+        except sa.exc.SQLAlchemyError as exc:
+            reason = scrub(str(getattr(exc, "orig", None) or exc), self.url)
+            raise StorageError(f"cannot read storage {self.masked_url!r}: {reason}") from None
 
     # ---- Optuna ------------------------------------------------------------------
 

@@ -57,6 +57,8 @@ trials = sa.Table(
     sa.Column("nonlinearity", sa.String(16), nullable=False),
     sa.Column("optimizer", sa.String(16), nullable=False),
     sa.Column("init", sa.String(16), nullable=False),
+    sa.Column("sigma_b", sa.Float, nullable=False, default=0.0),  # bias spread at init
+    sa.Column("sigma_v", sa.Float, nullable=True),  # input weight scale (NULL: init_scale)
     sa.Column("diverged", sa.Boolean, nullable=False),
     sa.Column("diverged_at", sa.Integer, nullable=True),
     sa.Column("solved", sa.Boolean, nullable=False),

@@ -219,7 +219,8 @@ def _reap_dead_local_claims(queue: SlotQueue, store: Store) -> None:
 def _member(settings: TrialSettings, task=None, arch: str = "") -> MemberSpec:
     critical = None
     if settings.init == "critical":
-        critical = critical_sigma_w(arch, settings.init_scale, settings.b_fg, task)
+        sigma_v = settings.sigma_v if settings.sigma_v is not None else settings.init_scale
+        critical = critical_sigma_w(arch, sigma_v, settings.b_fg, task, settings.sigma_b)
     return MemberSpec(
         lr=settings.lr,
         clip=settings.clip,
@@ -229,6 +230,8 @@ def _member(settings: TrialSettings, task=None, arch: str = "") -> MemberSpec:
             init=settings.init,
             seed=settings.seed,
             critical_sigma_w=critical,
+            input_scale=settings.sigma_v,
+            bias_scale=settings.sigma_b,
         ),
     )
 
@@ -242,10 +245,10 @@ def _input_moment(task) -> float:
     return R
 
 
-def critical_sigma_w(arch: str, init_scale: float, b_fg: float, task) -> float:
+def critical_sigma_w(arch: str, sigma_v: float, b_fg: float, task, sigma_b: float = 0.0) -> float:
     """The recurrent scale on the chi = 1 line for this trial (Chen et al. 2018).
 
-    sigma_v = init_scale (the input weights' scale), sigma_b = 0, mu_b = b_fg,
+    sigma_v the input weights' scale, sigma_b the bias spread, mu_b = b_fg,
     and R from the task's inputs: E[x^2] (vanilla) or E[z^2] with z = tanh(W^z x)
     for the minimalRNN. Exact for depth 1; deeper stacks reuse it per layer (an
     approximation: upper layers' inputs are not the task's).
@@ -255,9 +258,9 @@ def critical_sigma_w(arch: str, init_scale: float, b_fg: float, task) -> float:
 
     R = _input_moment(task)
     if arch == "rnn":
-        return critical_vanilla(sigma_v=init_scale, R=R)
-    R_z = float(gaussian_expectation(lambda e: np.tanh(e) ** 2, init_scale**2 * R))
-    return critical_minimalrnn(sigma_v=init_scale, R=R_z, mu_b=b_fg)
+        return critical_vanilla(sigma_v=sigma_v, R=R, sigma_b=sigma_b)
+    R_z = float(gaussian_expectation(lambda e: np.tanh(e) ** 2, sigma_v**2 * R))
+    return critical_minimalrnn(sigma_v=sigma_v, R=R_z, mu_b=b_fg, sigma_b=sigma_b)
 
 
 @dataclass
@@ -277,7 +280,7 @@ class _Cell:
             storage=store.optuna_storage,
             sampler=make_sampler(spec, plan),
         )
-        self.dists = distributions(spec.space, plan.arch)
+        self.dists = distributions(spec.space_for(plan.arch), plan.arch)
         self.storage = self.study._storage  # the RDB storage the study already holds
         self.study_id = self.storage.get_study_id_from_name(self.study.study_name)
 
@@ -316,11 +319,19 @@ def _start_attempt(spec: StudySpec, cell: _Cell, slot: Slot, queue: SlotQueue) -
     else:
         seed = derive_seed(spec.seed, "trial", plan.arch, plan.depth, slot.slot)
         params = slot_params(
-            spec.sampler, cell.dists, spec.space, plan.arch, plan.depth, slot.slot, spec.seed
+            spec.sampler,
+            cell.dists,
+            spec.space_for(plan.arch),
+            plan.arch,
+            plan.depth,
+            slot.slot,
+            spec.seed,
         )
         trial = _create_trial(cell, params, {**attrs, "seed": seed})
     queue.record_attempt(slot.id, params, seed, trial._trial_id)
-    return _Attempt(slot, trial, settings_from_params(spec.space, plan, params, seed))
+    return _Attempt(
+        slot, trial, settings_from_params(spec.space_for(plan.arch), plan, params, seed)
+    )
 
 
 def _create_trial(cell: _Cell, params: dict[str, Any], user_attrs: dict[str, Any]) -> optuna.Trial:
@@ -541,7 +552,7 @@ def _diagnostics_extra(
     if xi is not None:
         out["xi"] = xi
         ratio = xi / task.seq_len
-        out["xi_bin"] = next(name for edge, name in XI_BINS if ratio < edge)
+        out["xi_bin"] = next(name for edge, name in XI_BINS if ratio < edge or math.isinf(edge))
     return out
 
 
@@ -560,15 +571,18 @@ def _xi_of(model_cfg: ModelConfig, settings: TrialSettings, task) -> float | Non
     from rnnsweep.theory.meanfield import gaussian_expectation, mean_field
 
     R = _input_moment(task)
-    s = settings.init_scale  # sigma_v, and sigma_w unless the init is critical
+    v = settings.sigma_v if settings.sigma_v is not None else settings.init_scale
+    b = settings.sigma_b
     try:
-        w = s
+        w = settings.init_scale
         if settings.init == "critical":
-            w = critical_sigma_w(model_cfg.arch, s, settings.b_fg, task)
+            w = critical_sigma_w(model_cfg.arch, v, settings.b_fg, task, b)
         if model_cfg.arch == "rnn":
-            return float(mean_field("rnn", sigma_w=w, sigma_v=s, R=R).xi)
-        R_z = float(gaussian_expectation(lambda e: np.tanh(e) ** 2, s * s * R))
-        return float(mean_field("minimalrnn", sigma_w=w, sigma_v=s, R=R_z, mu_b=settings.b_fg).xi)
+            return float(mean_field("rnn", sigma_w=w, sigma_v=v, R=R, sigma_b=b).xi)
+        R_z = float(gaussian_expectation(lambda e: np.tanh(e) ** 2, v * v * R))
+        return float(
+            mean_field("minimalrnn", sigma_w=w, sigma_v=v, R=R_z, mu_b=settings.b_fg, sigma_b=b).xi
+        )
     except (ValueError, ArithmeticError):
         return None
 
@@ -631,6 +645,8 @@ def _commit(
         "nonlinearity": settings.nonlinearity,
         "optimizer": settings.optimizer,
         "init": settings.init,
+        "sigma_b": settings.sigma_b,
+        "sigma_v": settings.sigma_v,
         "diverged": res.diverged,
         "diverged_at": res.diverged_at,
         "solved": solved,

@@ -93,6 +93,8 @@ class TrialSettings:
     optimizer: str
     init: str
     seed: int
+    sigma_b: float = 0.0  # bias spread at init
+    sigma_v: float | None = None  # input weight scale (None: init_scale)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,6 +113,8 @@ def settings_from_params(
             return 0.0
         return float(space.numeric()[name].low)
 
+    sigma_v = num("sigma_v") if "sigma_v" in space.numeric() else None
+
     def choice(name: str) -> str:
         if name in params:
             return str(params[name])
@@ -128,4 +132,6 @@ def settings_from_params(
         optimizer=choice("optimizer"),
         init=choice("init"),
         seed=seed,
+        sigma_b=num("sigma_b"),
+        sigma_v=sigma_v,
     )

@@ -93,7 +93,11 @@ _DEFAULT_NUMERIC: dict[str, Range] = {
     "init_scale": Range(0.3, 3.0, True),  # sigma in W ~ N(0, sigma^2/fan_in)
     "b_fg": Range(-2.0, 4.0, False),  # forget/update gate bias
     "clip": Range(0.1, 100.0, True),  # max gradient norm
+    "sigma_b": Range(0.0, 0.0, False),  # bias spread at init: b ~ N(0, sigma_b^2) (Chen)
 }
+# sigma_v, the input weights' scale (W^x ~ N(0, sigma_v^2/fan_in)), is tied to
+# init_scale unless given: Chen et al.'s phase diagrams fix it apart from sigma_w.
+_OPTIONAL_NUMERIC: dict[str, Range] = {"sigma_v": Range(1.0, 1.0, True)}
 _DEFAULT_CHOICES: dict[str, tuple[str, ...]] = {
     "nonlinearity": NONLINEARITIES,
     "optimizer": OPTIMIZERS,
@@ -110,13 +114,18 @@ class SearchSpace:
     init_scale: Range = _DEFAULT_NUMERIC["init_scale"]
     b_fg: Range = _DEFAULT_NUMERIC["b_fg"]
     clip: Range = _DEFAULT_NUMERIC["clip"]
+    sigma_b: Range = _DEFAULT_NUMERIC["sigma_b"]
+    sigma_v: Range | None = None  # None: tied to init_scale
     nonlinearity: tuple[str, ...] = _DEFAULT_CHOICES["nonlinearity"]
     optimizer: tuple[str, ...] = _DEFAULT_CHOICES["optimizer"]
     init: tuple[str, ...] = _DEFAULT_CHOICES["init"]
     grid_points: int = 3  # values per numeric dimension for the grid sampler
 
     def numeric(self) -> dict[str, Range]:
-        return {k: getattr(self, k) for k in _DEFAULT_NUMERIC}
+        out = {k: getattr(self, k) for k in _DEFAULT_NUMERIC}
+        if self.sigma_v is not None:
+            out["sigma_v"] = self.sigma_v
+        return out
 
     def choices(self) -> dict[str, tuple[str, ...]]:
         return {k: getattr(self, k) for k in _DEFAULT_CHOICES}
@@ -168,6 +177,13 @@ class StudySpec:
     model: ModelSpec = field(default_factory=ModelSpec)
     train: TrainConfig = field(default_factory=TrainConfig)
     space: SearchSpace = field(default_factory=SearchSpace)
+    # Per-architecture overrides of the space ([space.ARCH] sub-tables).
+    space_overrides: Mapping[str, SearchSpace] = field(default_factory=dict)
+    space_overrides_raw: Mapping[str, Any] = field(default_factory=dict)
+
+    def space_for(self, arch: str) -> SearchSpace:
+        """The search space of one architecture's cells."""
+        return self.space_overrides.get(arch, self.space)
 
     # ---- derived -------------------------------------------------------------
 
@@ -208,7 +224,10 @@ class StudySpec:
             "device": self.device,
             "model": asdict(self.model),
             "train": self.train.to_dict(),
-            "space": self.space.to_json(),
+            "space": {
+                **self.space.to_json(),
+                **{a: dict(v) for a, v in self.space_overrides_raw.items()},
+            },
         }
 
     def identity(self) -> dict[str, Any]:
@@ -243,6 +262,36 @@ _TOP_KEYS = (
 _MODEL_KEYS = tuple(f.name for f in fields(ModelSpec))
 _TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
 _SPACE_KEYS = tuple(f.name for f in fields(SearchSpace))
+
+
+def _parse_spaces(
+    d: Mapping[str, Any], archs: tuple[str, ...]
+) -> tuple[SearchSpace, dict[str, SearchSpace], dict[str, Any]]:
+    """The common space and per-architecture spaces.
+
+    A sub-table named after an architecture (``[space.rnn]``) overrides the
+    common values for that cell only, e.g. to search sigma_b for the vanilla
+    RNN and b_fg (mu_b) for the minimalRNN in one study (Chen et al.'s two
+    phase planes). Returns (common, {arch: space}, raw overrides for the JSON).
+    """
+    common_raw = {k: v for k, v in d.items() if not isinstance(v, Mapping) or k in _SPACE_KEYS}
+    over_raw = {k: v for k, v in d.items() if isinstance(v, Mapping) and k not in _SPACE_KEYS}
+    common = _parse_space(common_raw)
+    per_arch: dict[str, SearchSpace] = {}
+    raw: dict[str, Any] = {}
+    for key, sub in over_raw.items():
+        try:
+            arch = canonical_arch(key)
+        except ValueError:
+            raise SpecError(
+                f"unknown key {key!r} in [space]{suggest(key, _SPACE_KEYS + ARCHS)}; a "
+                "sub-table must be named after an architecture of the study"
+            ) from None
+        if arch not in archs:
+            raise SpecError(f"[space.{key}] names no architecture of this study")
+        per_arch[arch] = _parse_space({**common_raw, **sub}, f"[space.{key}]")
+        raw[arch] = dict(sub)
+    return common, per_arch, raw
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -359,12 +408,14 @@ def _parse_choices(name: str, value: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def _parse_space(d: Mapping[str, Any]) -> SearchSpace:
-    _check_keys(d, _SPACE_KEYS, "[space]")
+def _parse_space(d: Mapping[str, Any], where: str = "[space]") -> SearchSpace:
+    _check_keys(d, _SPACE_KEYS, where)
     kw: dict[str, Any] = {}
-    for k, default in _DEFAULT_NUMERIC.items():
+    for k, default in {**_DEFAULT_NUMERIC, **_OPTIONAL_NUMERIC}.items():
         if k in d:
             kw[k] = _parse_range(k, d[k], default)
+            if k == "sigma_b" and kw[k].low < 0:
+                raise SpecError(f"sigma_b is a spread and must be >= 0, got {kw[k].low:g}")
     for k in _DEFAULT_CHOICES:
         if k in d:
             kw[k] = _parse_choices(k, d[k])
@@ -510,15 +561,19 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
         tkw["dtype"] = train_d["dtype"]
     train = TrainConfig(**tkw)
 
-    space = _parse_space(dict(d.get("space", {}) or {}))
-    if "critical" in space.init:
-        bad = [a for a in archs if a not in CRITICAL_ARCHS]
+    space, space_overrides, space_raw = _parse_spaces(dict(d.get("space", {}) or {}), archs)
+    if any("critical" in space_overrides.get(a, space).init for a in archs):
+        bad = [
+            a
+            for a in archs
+            if a not in CRITICAL_ARCHS and "critical" in space_overrides.get(a, space).init
+        ]
         if bad:
             raise SpecError(
                 f"init 'critical' is defined for {' and '.join(CRITICAL_ARCHS)} only "
                 f"(the mean-field theory covers them), not {', '.join(bad)}"
             )
-        if "rnn" in archs and "relu" in space.nonlinearity:
+        if "rnn" in archs and "relu" in space_overrides.get("rnn", space).nonlinearity:
             raise SpecError(
                 "init 'critical' for rnn needs nonlinearity tanh (no chi = 1 line with "
                 "finite q* for ReLU); set nonlinearity = ['tanh']"
@@ -543,6 +598,8 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
         model=model,
         train=train,
         space=space,
+        space_overrides=space_overrides,
+        space_overrides_raw=space_raw,
     )
     try:
         spec.cells()
