@@ -116,7 +116,7 @@ def test_study_with_critical_init_diagnostics_and_xi(cli, fast_toml, tmp_path):
     rows = con.execute("SELECT arch, init, extra_json, config_json FROM rnnsweep_trials").fetchall()
     con.close()
     assert {r[1] for r in rows} == {"critical", "gaussian"}
-    for arch, init, extra, _ in rows:
+    for _arch, init, extra, _ in rows:
         e = json.loads(extra)
         for k in ("init_jac_max", "init_lyapunov", "final_jac_max", "init_e2e_sv_mean"):
             assert k in e, (k, e.keys())
