@@ -278,22 +278,27 @@ def scaling(base: BenchCase, *, timed_steps: int = 3) -> list[dict]:
 def peak_memory(case: BenchCase, K: int) -> dict:
     """Peak resident memory of one fused training step of a K-member pack.
 
-    Runs in a fresh Python process (``ru_maxrss`` is a high-water mark), and
-    subtracts the same process's peak before building the pack.
+    Runs in a fresh Python process and reads its high-water mark VmHWM from
+    /proc (reset by exec, unlike ``ru_maxrss``, which a child inherits from its
+    parent on Linux), before building the pack and after two training steps.
     """
     import json
     import subprocess
     import sys
 
     code = f"""
-import json, resource, torch
+import json, torch
 from rnnsweep.bench import BenchCase, _packed_step_fn
 torch.set_num_threads(1)
 import rnnsweep.kernels  # imports count towards the baseline
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+before = hwm()
 step, cfg = _packed_step_fn(BenchCase(*{list(asdict(case).values())!r}), {K}, "fused")
 step(); step()
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+after = hwm()
 print(json.dumps({{"baseline_mb": before / 1024, "peak_mb": after / 1024}}))
 """
     out = subprocess.run(
