@@ -136,10 +136,14 @@ def outcome_map(
                     gx, gy, xi.T, levels=levels, colors="purple", linestyles="--", linewidths=1.0
                 )
                 ax.clabel(cs, fmt=lambda v: f"$\\xi$={v:.0f}", fontsize=7)
-    if xlog:
-        ax.set_xscale("log")
-    if ylog:
-        ax.set_yscale("log")
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    for axis, is_log in ((ax.xaxis, xlog), (ax.yaxis, ylog)):
+        if is_log:
+            (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(ScalarFormatter())
+            axis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(_label(x))
     ax.set_ylabel(_label(y))
     ax.set_title(title, fontsize=10)
