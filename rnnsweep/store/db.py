@@ -256,29 +256,6 @@ class Store:
 
     # ---- trials ------------------------------------------------------------------
 
-    def save_trial(self, row: Mapping[str, Any], curve: Iterable[Mapping[str, float]]) -> int:
-        """Insert a trial row (state ``running``) and its curve in one transaction."""
-        values = dict(row)
-        values.setdefault("state", "running")
-        values.setdefault("created_at", dt.datetime.now(dt.UTC))
-        for k in ("initial_loss", "final_loss", "best_loss", "metric"):
-            values[k] = finite_or_none(values.get(k))
-        with self.engine.begin() as con:
-            row_id = con.execute(trials.insert().values(**values)).inserted_primary_key[0]
-            pts = [
-                {
-                    "trial_row": row_id,
-                    "step": int(p["step"]),
-                    "train_loss": finite_or_none(p.get("train_loss")),
-                    "eval_loss": finite_or_none(p.get("eval_loss")),
-                    "eval_metric": finite_or_none(p.get("eval_metric")),
-                }
-                for p in curve
-            ]
-            if pts:
-                con.execute(curves.insert(), pts)
-        return int(row_id)
-
     def commit_trial(
         self,
         row: Mapping[str, Any],
@@ -372,26 +349,6 @@ class Store:
                     )
                 ).mappings()
             ]
-
-    def set_trial_state(self, row_ids: Iterable[int], state: str) -> None:
-        ids = list(row_ids)
-        if not ids:
-            return
-        with self.engine.begin() as con:
-            con.execute(trials.update().where(trials.c.id.in_(ids)).values(state=state))
-
-    def rows_for_optuna_trials(self, optuna_trial_ids: Iterable[int]) -> dict[int, tuple[int, str]]:
-        """optuna_trial_id -> (row id, state) for rows that exist."""
-        ids = list(optuna_trial_ids)
-        if not ids:
-            return {}
-        with self.engine.connect() as con:
-            rows = con.execute(
-                sa.select(trials.c.optuna_trial_id, trials.c.id, trials.c.state).where(
-                    trials.c.optuna_trial_id.in_(ids)
-                )
-            ).all()
-        return {r[0]: (r[1], r[2]) for r in rows}
 
     def trials_frame(self, study: str, *, states: tuple[str, ...] = ("complete",)) -> pd.DataFrame:
         """The study's trial rows (counted ones by default) as a DataFrame."""

@@ -182,6 +182,20 @@ def train_pack(
         diag_init = _diagnose(model, diag_x)
         diag_time += time.perf_counter() - t_diag
 
+    def freeze(bad: torch.Tensor, step: int, losses: torch.Tensor) -> torch.Tensor:
+        """Record members ``bad`` (K,) as diverged at ``step``; returns the new active mask."""
+        for k in torch.nonzero(bad).flatten().tolist():
+            diverged_at[k] = step
+            curves[k].append(
+                {
+                    "step": step,
+                    "train_loss": float(losses[k].detach()),
+                    "eval_loss": math.nan,
+                    "eval_metric": math.nan,
+                }
+            )
+        return active & ~bad
+
     step = 0
     for step in range(cfg.steps):
         # 2. Forward every member on its own batch.
@@ -193,17 +207,7 @@ def train_pack(
 
         # 3. Divergence: non-finite, or above divergence_factor x the initial loss.
         bad = active & ~(torch.isfinite(losses) & (losses <= cfg.divergence_factor * initial))
-        for k in torch.nonzero(bad).flatten().tolist():
-            diverged_at[k] = step
-            curves[k].append(
-                {
-                    "step": step,
-                    "train_loss": float(losses[k].detach()),
-                    "eval_loss": math.nan,
-                    "eval_metric": math.nan,
-                }
-            )
-        active = active & ~bad
+        active = freeze(bad, step, losses)
         if not bool(active.any()):
             break
 
@@ -216,17 +220,7 @@ def train_pack(
         #    gradient norm is divergence too (the loss was finite, its slope not).
         norms = clip_grad_norm_packed(params, clip)
         bad = active & ~torch.isfinite(norms)
-        for k in torch.nonzero(bad).flatten().tolist():
-            diverged_at[k] = step
-            curves[k].append(
-                {
-                    "step": step,
-                    "train_loss": float(losses[k].detach()),
-                    "eval_loss": math.nan,
-                    "eval_metric": math.nan,
-                }
-            )
-        active = active & ~bad
+        active = freeze(bad, step, losses)
         opt.step(active)
         if on_step is not None:
             on_step(step + 1)
