@@ -243,7 +243,7 @@ def test_sigkill_one_of_three_workers(tmp_path):
 @pytest.mark.slow
 def test_sigint_exits_130_quickly_and_resumes(tmp_path):
     url = f"sqlite:///{tmp_path / 'int.db'}"
-    toml = _toml(tmp_path, steps=200)
+    toml = _toml(tmp_path, steps=2000)  # long enough that a trial is surely in flight
     args = (
         "run",
         str(toml),
@@ -252,9 +252,11 @@ def test_sigint_exits_130_quickly_and_resumes(tmp_path):
         "--depth",
         "1",
         "--trials",
-        "6",
+        "2",
         "--study",
         "int",
+        "--pack-size",
+        "1",
         "--quiet",
     )
     p = subprocess.Popen(
@@ -277,7 +279,7 @@ def test_sigint_exits_130_quickly_and_resumes(tmp_path):
     assert all(c[3] in ("pending", "done") for c in _slot_claims(url, "int"))
     r = _run(*args, url=url)
     assert r.returncode == 0, r.stderr
-    _check_exact(url, "int", 6, 1)
+    _check_exact(url, "int", 2, 1)
     assert _reruns_kept_params(url, "int") >= 1
 
 
