@@ -28,9 +28,29 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 def run_once(url: str, workers: int, trials: int, steps: int) -> dict:
     env = {**os.environ, "RNNSWEEP_STORAGE": url}
-    cmd = [sys.executable, "-m", "rnnsweep", "run", "--arch", "ugrnn", "--depth", "2",
-           "--hidden", "64", "--trials", str(trials), "--steps", str(steps), "--study",
-           f"w{workers}", "--workers", str(workers), "--pack-size", "8", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "rnnsweep",
+        "run",
+        "--arch",
+        "ugrnn",
+        "--depth",
+        "2",
+        "--hidden",
+        "64",
+        "--trials",
+        str(trials),
+        "--steps",
+        str(steps),
+        "--study",
+        f"w{workers}",
+        "--workers",
+        str(workers),
+        "--pack-size",
+        "8",
+        "--quiet",
+    ]
     if workers == 1:
         cmd = [c for c in cmd if c not in ("--workers",)]
         cmd.remove("1")
@@ -42,10 +62,16 @@ def run_once(url: str, workers: int, trials: int, steps: int) -> dict:
     text = " ".join(p.stderr.split())  # Rich wraps long lines
     per_trial = [float(m) for m in re.findall(r"storage ([0-9.]+) ms/trial", text)]
     counts = [int(m) for m in re.findall(r"([0-9]+) trials run", text)]
-    weighted = (sum(a * b for a, b in zip(per_trial, counts, strict=False))
-                / max(1, sum(counts[: len(per_trial)])))
-    return {"workers": workers, "trials": trials, "wall_s": wall,
-            "trials_per_hour": 3600 * trials / wall, "storage_ms_per_trial": weighted}
+    weighted = sum(a * b for a, b in zip(per_trial, counts, strict=False)) / max(
+        1, sum(counts[: len(per_trial)])
+    )
+    return {
+        "workers": workers,
+        "trials": trials,
+        "wall_s": wall,
+        "trials_per_hour": 3600 * trials / wall,
+        "storage_ms_per_trial": weighted,
+    }
 
 
 def main() -> None:
@@ -62,8 +88,11 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as d:
             for kind in ("sqlite", "postgresql"):
                 for w in (1, 2, 4):
-                    url = (f"sqlite:///{Path(d) / f'w{w}.db'}" if kind == "sqlite"
-                           else server.new_database())
+                    url = (
+                        f"sqlite:///{Path(d) / f'w{w}.db'}"
+                        if kind == "sqlite"
+                        else server.new_database()
+                    )
                     row = run_once(url, w, args.trials, args.steps)
                     row["storage"] = kind
                     rows.append(row)

@@ -1,0 +1,65 @@
+"""The benchmark's machinery (not its speed: speed lives in docs/PERFORMANCE.md)."""
+
+from __future__ import annotations
+
+import json
+
+from rnnsweep.bench import BenchCase, forward_flops, rows_as_dicts, run_bench
+from rnnsweep.cells import ModelConfig
+
+JSON_KEYS = {
+    "naive_trials_per_hour",
+    "torch_trials_per_hour",
+    "packed_trials_per_hour",
+    "speedup_vs_naive",
+    "speedup_vs_torch",
+    "gflops",
+    "peak_gflops",
+    "pack_size",
+}
+
+
+def test_run_bench_rows_have_the_json_contract():
+    rows = rows_as_dicts(
+        run_bench(
+            [BenchCase("gru", 1, 8, seq_len=5, batch_size=4)],
+            pack_size=3,
+            timed_steps=1,
+            naive_steps=1,
+            peak_seconds=0.05,
+        )
+    )
+    (row,) = rows
+    assert JSON_KEYS <= row.keys()
+    assert row["pack_size"] == 3
+    for k in (
+        "naive_trials_per_hour",
+        "torch_trials_per_hour",
+        "packed_trials_per_hour",
+        "gflops",
+        "peak_gflops",
+    ):
+        assert row[k] > 0, k
+    assert row["speedup_vs_naive"] == row["packed_trials_per_hour"] / row["naive_trials_per_hour"]
+    json.dumps(rows)  # plain JSON values
+
+
+def test_ugrnn_has_no_torch_baseline():
+    (row,) = rows_as_dicts(
+        run_bench(
+            [BenchCase("ugrnn", 1, 8, seq_len=5, batch_size=4)],
+            pack_size=2,
+            timed_steps=1,
+            naive_steps=1,
+            peak_seconds=0.05,
+        )
+    )
+    assert row["torch_trials_per_hour"] is None and row["speedup_vs_torch"] is None
+
+
+def test_forward_flops_counts_every_product():
+    """ugrnn, 1 layer: 2*T*B*(I*2H + H*2H) + readout 2*T*B*H*O, counted by hand."""
+    cfg = ModelConfig("ugrnn", 3, 2, 4, 1)
+    T, B = 5, 7
+    expected = 2 * T * B * (3 * 8 + 4 * 8) + 2 * T * B * 4 * 2
+    assert forward_flops(cfg, T, B) == expected
