@@ -675,6 +675,11 @@ def report(
         "solved = final eval loss under the task threshold"
     )
     render(rows, fmt, columns=columns, title=title)
+    if spec["sampler"] == "tpe" and rows:
+        err.print(
+            "Note: tpe samples where the loss was low, so these fractions measure where the "
+            "optimiser looked, not the volume of the feasible region; use random or qmc for that."
+        )
     if not rows:
         err.print(f"Study {name!r} has no complete trials yet.")
     elif plot is not None:
