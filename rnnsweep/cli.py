@@ -1032,6 +1032,10 @@ def main(argv: list[str] | None = None) -> None:
     if not args:
         args = ["--help"]
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    # SIGINT raises KeyboardInterrupt even when the shell started us with it ignored
+    # (background jobs of a non-interactive shell are): an interrupt must always stop
+    # a run and hand its trials back.
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     command = typer.main.get_command(app)
     code = 0
     try:
@@ -1064,6 +1068,7 @@ def main(argv: list[str] | None = None) -> None:
         code = 1
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
     sys.exit(code)
 
 

@@ -180,7 +180,9 @@ def curves_plot(
 ) -> Path:
     """Median held-out loss against step per group, with the interquartile band."""
     meta = trials.set_index("optuna_trial_id")[list(by)]
-    cur = curves.join(meta, on="optuna_trial_id", rsuffix="_t")
+    cur = curves.merge(
+        meta.reset_index(), on="optuna_trial_id", how="left", suffixes=("_curve", "")
+    )
     cur["eval_loss"] = cur["eval_loss"].astype(float).replace([np.inf, -np.inf], np.nan)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for key, g in cur.groupby(list(by), sort=True):
