@@ -30,6 +30,8 @@ from rich.progress import (
 
 from rnnsweep import __version__
 from rnnsweep.errors import RnnsweepError
+from rnnsweep.interrupts import Terminated
+from rnnsweep.interrupts import install as install_signal_handlers
 
 try:  # typer >= 0.2x vendors click instead of depending on it
     from typer._click.exceptions import ClickException, UsageError
@@ -65,10 +67,6 @@ FormatOpt = Annotated[
 DEFAULT_PACK_SIZE = 32
 
 _INTERRUPTED = "Interrupted: finished trials are kept; run the same command again to resume."
-
-
-class Terminated(BaseException):
-    """SIGTERM, turned into an exception so in-flight trials are handed back."""
 
 
 def _version(value: bool) -> None:
@@ -1022,20 +1020,12 @@ def bench(
 # ---- entry point ------------------------------------------------------------------
 
 
-def _on_sigterm(signum, frame) -> None:
-    raise Terminated()
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one-line errors with exit 2, interrupts 130/143."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
         args = ["--help"]
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    # SIGINT raises KeyboardInterrupt even when the shell started us with it ignored
-    # (background jobs of a non-interactive shell are): an interrupt must always stop
-    # a run and hand its trials back.
-    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    restore = install_signal_handlers()
     command = typer.main.get_command(app)
     code = 0
     try:
@@ -1067,8 +1057,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         code = 1
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, previous_int)
+        restore()
     sys.exit(code)
 
 

@@ -31,7 +31,7 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from rnnsweep import __version__
+from rnnsweep import __version__, interrupts
 from rnnsweep.cells import InitConfig, ModelConfig
 from rnnsweep.errors import SpecError
 from rnnsweep.store import Store
@@ -384,6 +384,7 @@ def run_worker(
     try:
         while True:
             t_store = time.perf_counter()
+            interrupts.check()  # a stop requested between packs
             claimed = queue.claim(worker, opts.pack_size, opts.stale_after)
             summary.storage_time += time.perf_counter() - t_store
             if not claimed:
@@ -504,6 +505,7 @@ def _train_and_commit(
             spec.train,
             device=device,
             impl=impl,
+            on_step=_check_interrupt,
         )
         t0 = time.perf_counter()
         for i, res in zip(idx, results, strict=True):
@@ -585,6 +587,11 @@ def _xi_of(model_cfg: ModelConfig, settings: TrialSettings, task) -> float | Non
         )
     except (ValueError, ArithmeticError):
         return None
+
+
+def _check_interrupt(_step: int) -> None:
+    """Called by the trainer after every step: stop now if SIGINT/SIGTERM arrived."""
+    interrupts.check()
 
 
 def _commit(
