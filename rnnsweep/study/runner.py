@@ -298,8 +298,14 @@ def _fail_if_running(cell: _Cell, trial_id: int | None) -> None:
 def _start_attempt(spec: StudySpec, cell: _Cell, slot: Slot, queue: SlotQueue) -> _Attempt:
     """Create the Optuna trial of one slot's attempt: the slot's own parameters and seed."""
     plan = cell.plan
-    # A previous attempt that never finished (crash, interrupt) is failed, not counted.
+    # A previous attempt that never finished (crash, interrupt) is failed, not counted:
+    # the one the slot recorded, and any other still RUNNING for this slot (a worker
+    # killed between creating a trial and recording it on the slot leaves one).
     _fail_if_running(cell, slot.optuna_trial_id)
+    if slot.attempts > 1:
+        for t in cell.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.user_attrs.get("slot") == slot.slot:
+                _fail_if_running(cell, t._trial_id)
     attrs = {
         "slot": slot.slot,
         "attempt": slot.attempts,
