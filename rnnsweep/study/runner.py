@@ -302,19 +302,19 @@ def _start_attempt(spec: StudySpec, cell: _Cell, slot: Slot, queue: SlotQueue) -
     # the one the slot recorded, and any other still RUNNING for this slot (a worker
     # killed between creating a trial and recording it on the slot leaves one).
     _fail_if_running(cell, slot.optuna_trial_id)
-    if slot.attempts > 1:
-        for t in cell.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.user_attrs.get("slot") == slot.slot:
-                _fail_if_running(cell, t._trial_id)
     attrs = {
         "slot": slot.slot,
         "attempt": slot.attempts,
         "hidden": plan.hidden,
         "params": plan.params,
     }
+    if slot.attempts > 1:
+        attrs["rerun"] = True
+        for t in cell.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.user_attrs.get("slot") == slot.slot:
+                _fail_if_running(cell, t._trial_id)
     if slot.params is not None:  # a re-run: the same trial again
         params, seed = slot.params, int(slot.seed)
-        attrs["rerun"] = True
         trial = _create_trial(cell, params, {**attrs, "seed": seed})
     elif spec.sampler == "tpe":
         seed = derive_seed(spec.seed, "trial", plan.arch, plan.depth, slot.slot)
