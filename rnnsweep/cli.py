@@ -28,7 +28,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from rnnsweep import __version__
+from rnnsweep import __version__, interrupts
 from rnnsweep.errors import RnnsweepError
 from rnnsweep.interrupts import Terminated
 from rnnsweep.interrupts import install as install_signal_handlers
@@ -457,6 +457,7 @@ def _run_workers(
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(0.5)
+            interrupts.check()
             bar.set(store.complete_count(spec.name), store.feasible_count(spec.name))
         bar.set(store.complete_count(spec.name), store.feasible_count(spec.name))
     except (KeyboardInterrupt, Terminated) as exc:

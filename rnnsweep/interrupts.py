@@ -1,19 +1,22 @@
 """Stopping cleanly on SIGINT and SIGTERM.
 
-A signal handler raises at once (KeyboardInterrupt, or :class:`Terminated` for
-SIGTERM) *and* records the request. The record matters: Python swallows an
-exception raised while a finalizer or weakref callback runs ("Exception ignored
-in ..."), so a run could otherwise carry on after Ctrl-C. Long loops call
-:func:`check` (the trainer once per step, the worker once per pack), which raises
-again if a stop was requested.
+The handler records the request. Outside training it also raises at once
+(KeyboardInterrupt, or :class:`Terminated` for SIGTERM). Inside training
+(:func:`deferred`) it only records, and the loops call :func:`check` (the trainer
+after every step, the worker between packs and while waiting), which raises there.
+The reason: an exception raised by a signal handler while a finalizer or weakref
+callback runs is swallowed and printed as "Exception ignored in ..." with a
+traceback, and torch runs many such callbacks; deferring puts the interrupt at a
+known point, within one training step.
 """
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-__all__ = ["Terminated", "check", "clear", "install"]
+__all__ = ["Terminated", "check", "clear", "deferred", "install"]
 
 
 class Terminated(BaseException):
@@ -21,6 +24,7 @@ class Terminated(BaseException):
 
 
 _requested: int | None = None
+_deferred = 0
 
 
 def _raise(signum: int) -> None:
@@ -32,7 +36,20 @@ def _raise(signum: int) -> None:
 def _handler(signum: int, frame: object) -> None:
     global _requested
     _requested = signum
-    _raise(signum)
+    if not _deferred:
+        _raise(signum)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Within this block a signal only records the request; call :func:`check` often."""
+    global _deferred
+    _deferred += 1
+    try:
+        yield
+        check()
+    finally:
+        _deferred -= 1
 
 
 def check() -> None:

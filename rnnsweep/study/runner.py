@@ -388,32 +388,33 @@ def run_worker(
     beat.start()
     attempts: list[_Attempt] = []
     try:
-        while True:
-            t_store = time.perf_counter()
-            interrupts.check()  # a stop requested between packs
-            claimed = queue.claim(worker, opts.pack_size, opts.stale_after)
-            summary.storage_time += time.perf_counter() - t_store
-            if not claimed:
-                c = queue.counts(opts.stale_after)
-                if c.pending == 0 and c.claimed == 0 and c.stale == 0:
-                    break  # every slot is done
-                time.sleep(opts.poll)  # others' trials are running: wait for them
-                continue
-            beat.hold([s.id for s in claimed])
-            cell = cells[claimed[0].cell]
-            t_store = time.perf_counter()
-            attempts = [_start_attempt(spec, cell, s, queue) for s in claimed]
-            summary.storage_time += time.perf_counter() - t_store
-            done, feasible, t_commit = _train_and_commit(
-                spec, store, task, cell, attempts, device, spec_json, worker, opts.impl
-            )
-            summary.storage_time += t_commit
-            beat.drop([a.slot.id for a in attempts])
-            attempts = []
-            summary.trials_run += done
-            summary.feasible_run += feasible
-            if progress is not None:
-                progress.advance(done, feasible)
+        with interrupts.deferred():  # stop at a step boundary, see interrupts
+            while True:
+                t_store = time.perf_counter()
+                interrupts.check()  # a stop requested between packs
+                claimed = queue.claim(worker, opts.pack_size, opts.stale_after)
+                summary.storage_time += time.perf_counter() - t_store
+                if not claimed:
+                    c = queue.counts(opts.stale_after)
+                    if c.pending == 0 and c.claimed == 0 and c.stale == 0:
+                        break  # every slot is done
+                    time.sleep(opts.poll)  # others' trials are running: wait for them
+                    continue
+                beat.hold([s.id for s in claimed])
+                cell = cells[claimed[0].cell]
+                t_store = time.perf_counter()
+                attempts = [_start_attempt(spec, cell, s, queue) for s in claimed]
+                summary.storage_time += time.perf_counter() - t_store
+                done, feasible, t_commit = _train_and_commit(
+                    spec, store, task, cell, attempts, device, spec_json, worker, opts.impl
+                )
+                summary.storage_time += t_commit
+                beat.drop([a.slot.id for a in attempts])
+                attempts = []
+                summary.trials_run += done
+                summary.feasible_run += feasible
+                if progress is not None:
+                    progress.advance(done, feasible)
     except BaseException:
         # Interrupted (or broken) mid-pack: hand the slots back for a re-run with
         # the same parameters; their Optuna trials become FAIL (history only).
