@@ -452,14 +452,14 @@ def _run_workers(
         ]
         procs.append(subprocess.Popen(cmd, env=env))
     bar = _Bar(spec.name, enabled=not quiet)
-    bar.start(requested, done, store.feasible_count(spec.name))
+    bar.start(requested, *store.result_counts(spec.name))
     t0 = time.perf_counter()
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(0.5)
             interrupts.check()
-            bar.set(store.complete_count(spec.name), store.feasible_count(spec.name))
-        bar.set(store.complete_count(spec.name), store.feasible_count(spec.name))
+            bar.set(*store.result_counts(spec.name))
+        bar.set(*store.result_counts(spec.name))
     except (KeyboardInterrupt, Terminated) as exc:
         for p in procs:
             if p.poll() is None:
@@ -475,7 +475,7 @@ def _run_workers(
     finally:
         bar.stop()
     failed = [p.returncode for p in procs if p.returncode != 0]
-    complete = store.complete_count(spec.name)
+    complete, _ = store.result_counts(spec.name)
     err.print(
         f"Study {spec.name!r} ({'resumed' if resumed else 'created'}) in "
         f"{store.masked_url}: {n} workers, {complete - done} trials run, "

@@ -15,6 +15,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from cellcases import ALL_VARIANTS, randomise
 from torch import nn
 
 from rnnsweep.cells import (
@@ -28,44 +29,10 @@ from rnnsweep.cells import (
 
 N_IN, T, B = 3, 6, 4
 
-# (arch, gru_reset, nonlinearity): every cell and every nonlinearity it allows.
-ALL_VARIANTS = [
-    ("rnn", "pre", "tanh"),
-    ("rnn", "pre", "relu"),
-    ("irnn", "pre", "relu"),
-    ("ugrnn", "pre", "tanh"),
-    ("ugrnn", "pre", "relu"),
-    ("gru", "pre", "tanh"),
-    ("gru", "pre", "relu"),
-    ("gru", "post", "tanh"),
-    ("gru", "post", "relu"),
-    ("lstm", "pre", "tanh"),
-    ("lstm", "pre", "relu"),
-    ("plusrnn", "pre", "tanh"),  # fixed relu/tanh pair: the request is ignored
-    ("minimalrnn", "pre", "tanh"),
-]
-
 
 def _variant_id(v: tuple[str, str, str]) -> str:
     arch, reset, s = v
     return f"{arch}-{reset}-{s}" if arch == "gru" else f"{arch}-{s}"
-
-
-def _randomise(model: PackedRNN, seed: int) -> None:
-    """Every parameter (biases and learned initial states included) to random values.
-
-    Weights ``(K, fan_in, out)`` get std ``1/sqrt(fan_in)`` so the gates stay unsaturated.
-    """
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]
-            z = torch.randn(p.shape, generator=gen, dtype=torch.float64)
-            if leaf.startswith(("W", "V", "P")) and leaf != "Pb":
-                z = z / math.sqrt(p.shape[1])
-            else:
-                z = 0.5 * z
-            p.copy_(z)
 
 
 def _identity_readout(model: PackedRNN) -> None:
@@ -310,7 +277,7 @@ def test_matches_numpy_transcription(variant):
     ]
     cfg = ModelConfig(arch, N_IN, 2, 4, 2, nonlinearity=s, gru_reset=reset)
     model = PackedRNN(cfg, members, dtype=torch.float64)
-    _randomise(model, seed=7)
+    randomise(model, seed=7)
     # The fg buffers carry b_fg (the reference adds m.b_fg itself, per the equations).
     x = np.random.default_rng(0).normal(size=(2, T, B, N_IN))
     with torch.no_grad():
@@ -326,7 +293,7 @@ def test_b_fg_changes_the_output_of_gated_cells():
     outs = []
     for b_fg in (0.0, 2.0):
         model = PackedRNN(cfg, [InitConfig(b_fg=b_fg)], dtype=torch.float64)
-        _randomise(model, seed=3)
+        randomise(model, seed=3)
         with torch.no_grad():
             outs.append(model(x))
     assert (outs[0] - outs[1]).abs().max() > 1e-3
@@ -342,7 +309,7 @@ def test_gradcheck_all_parameters(variant):
     cfg = ModelConfig(arch, n_in, n_out, H, 2, nonlinearity=s, gru_reset=reset)
     model = PackedRNN(cfg, [InitConfig(b_fg=0.5, seed=0), InitConfig(b_fg=-1.0, seed=1)])
     model = model.to(torch.float64)
-    _randomise(model, seed=11)
+    randomise(model, seed=11)
     names = [n for n, _ in model.named_parameters()]
     params = tuple(p.detach().clone().requires_grad_() for p in model.parameters())
     buffers = dict(model.named_buffers())

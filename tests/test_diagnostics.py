@@ -16,6 +16,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from cellcases import randomise
 
 from rnnsweep.cells import InitConfig, ModelConfig, PackedRNN
 from rnnsweep.theory.diagnostics import (
@@ -68,20 +69,6 @@ def _model(arch, reset, s, depth, K=2, hidden=H, dtype=torch.float64, **init) ->
     return PackedRNN(cfg, [InitConfig(seed=k, **init) for k in range(K)], dtype=dtype)
 
 
-def _randomise(model: PackedRNN, seed: int) -> None:
-    """Every parameter random, biases and initial states included; weights ~ 1/sqrt(fan_in)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]
-            z = torch.randn(p.shape, generator=gen, dtype=torch.float64)
-            if leaf.startswith(("W", "V", "P")) and leaf != "Pb":
-                z = z / math.sqrt(p.shape[1])
-            else:
-                z = 0.5 * z
-            p.copy_(z)
-
-
 def _inputs(K: int, T: int, B: int, seed: int = 1, dtype=torch.float64) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(K, T, B, N_IN, generator=gen, dtype=torch.float64).to(dtype)
@@ -118,7 +105,7 @@ def _reference_h(model: PackedRNN, x: torch.Tensor) -> list[torch.Tensor]:
 def test_run_states_matches_reference_forward(case):
     arch, reset, s, depth = case
     model = _model(arch, reset, s, depth, K=2, dtype=torch.float32)
-    _randomise(model, seed=7)
+    randomise(model, seed=7)
     x = _inputs(2, 6, 3, dtype=torch.float32)
     with torch.no_grad():
         F = run_states(model, x)  # (K, T+1, B, D)
@@ -221,7 +208,7 @@ def test_estimators_match_dense_jacobians(case):
     arch, reset, s, depth = case
     K, T, B = 2, 5, 3
     model = _model(arch, reset, s, depth, K=K)
-    _randomise(model, seed=11)
+    randomise(model, seed=11)
     x = _inputs(K, T, B)
     J = _dense_step_jacobians(model, x)  # (K, T, B, D, D)
     sigma = np.linalg.svd(J, compute_uv=False)[..., 0]  # (K, T, B)
@@ -271,7 +258,7 @@ def test_lanczos_converges_with_fewer_steps_than_D(arch, reset, depth, hidden):
     """iters = 30 < D: the Krylov space is not exhausted, so this tests convergence."""
     K, T, B = 2, 3, 2
     model = _model(arch, reset, "tanh", depth, K=K, hidden=hidden)
-    _randomise(model, seed=13)
+    randomise(model, seed=13)
     x = _inputs(K, T, B)
     sigma = np.linalg.svd(_dense_step_jacobians(model, x), compute_uv=False)[..., 0]
     jac_max, jac_mean = step_jacobian_norms(model, x, iters=30)
@@ -282,7 +269,7 @@ def test_lanczos_converges_with_fewer_steps_than_D(arch, reset, depth, hidden):
 
 def test_row_chunking_does_not_change_step_norms(monkeypatch):
     model = _model("gru", "pre", "tanh", 2, K=2)
-    _randomise(model, seed=4)
+    randomise(model, seed=4)
     x = _inputs(2, 7, 3)
     whole = step_jacobian_norms(model, x)
     # K * rows * D = 2 * 4 * 10: 4 rows per chunk, of T * B = 21.
@@ -296,7 +283,7 @@ def test_randomized_end_to_end_bounds_the_exact_spectrum():
     """D > max_dim: the leading values from the range finder, never above the exact ones."""
     K, T, B = 2, 12, 2
     model = _model("lstm", "pre", "tanh", 2, K=K)  # D = 20
-    _randomise(model, seed=3)
+    randomise(model, seed=3)
     x = _inputs(K, T, B)
     F = run_states(model, x)
     step = lambda s, x_t: stack_step(model, s, x_t)  # noqa: E731
@@ -352,7 +339,7 @@ def test_strong_tanh_rnn_is_chaotic():
 def test_nan_member_poisons_only_itself(max_dim):
     K = 3
     clean = _model("ugrnn", "pre", "tanh", 2, K=K)
-    _randomise(clean, seed=5)
+    randomise(clean, seed=5)
     bad = _model("ugrnn", "pre", "tanh", 2, K=K)
     bad.load_state_dict(clean.state_dict())
     with torch.no_grad():

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
+from cellcases import ALL_VARIANTS
 
 from rnnsweep.cells import Cell, InitConfig, ModelConfig, PackedRNN, get_cell
 from rnnsweep.kernels import fused_forward, fused_layer_forward, kernel_for
@@ -27,22 +28,6 @@ from rnnsweep.kernels._base import SequenceKernel
 
 N_IN, N_OUT, T, B, H = 3, 2, 6, 3, 6
 
-# (arch, gru_reset, nonlinearity): every cell and every nonlinearity it allows.
-ALL_VARIANTS = [
-    ("rnn", "pre", "tanh"),
-    ("rnn", "pre", "relu"),
-    ("irnn", "pre", "relu"),
-    ("ugrnn", "pre", "tanh"),
-    ("ugrnn", "pre", "relu"),
-    ("gru", "pre", "tanh"),
-    ("gru", "pre", "relu"),
-    ("gru", "post", "tanh"),
-    ("gru", "post", "relu"),
-    ("lstm", "pre", "tanh"),
-    ("lstm", "pre", "relu"),
-    ("plusrnn", "pre", "tanh"),  # fixed relu/tanh pair: the request is ignored
-    ("minimalrnn", "pre", "tanh"),
-]
 
 TOLERANCES = {torch.float64: 1e-8, torch.float32: 1e-4}
 

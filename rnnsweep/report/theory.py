@@ -38,7 +38,7 @@ def xi_contours_for(spec: dict[str, Any]) -> Callable[[str, str, str], Callable 
         return default
 
     def for_axes(arch: str, x: str, y: str) -> Callable | None:
-        from rnnsweep.theory.meanfield import mean_field
+        from rnnsweep.theory.phase import phase_grid
 
         if arch == "rnn" and {x, y} == {"init_scale", "sigma_b"}:
             other = "sigma_b"
@@ -49,15 +49,11 @@ def xi_contours_for(spec: dict[str, Any]) -> Callable[[str, str, str], Callable 
         sigma_v = fixed("sigma_v", 1.0)
 
         def grid(gx: np.ndarray, gy: np.ndarray):
-            chi = np.empty((len(gx), len(gy)))
-            xi = np.empty_like(chi)
-            for i, vx in enumerate(gx):
-                for j, vy in enumerate(gy):
-                    sw, ov = (vx, vy) if x == "init_scale" else (vy, vx)
-                    kw = {"sigma_b": ov} if other == "sigma_b" else {"mu_b": ov}
-                    mf = mean_field(arch, sigma_w=sw, sigma_v=sigma_v, R=1.0, **kw)
-                    chi[i, j], xi[i, j] = mf.chi, mf.xi
-            return chi, xi
+            # phase_grid's arrays are (other, sigma_w); the plot wants (x, y).
+            sw, ov = (gx, gy) if x == "init_scale" else (gy, gx)
+            g = phase_grid(arch, sw, ov, sigma_v=sigma_v, R=1.0, other=other)
+            chi, xi = np.asarray(g["chi"]), np.asarray(g["xi"])
+            return (chi.T, xi.T) if x == "init_scale" else (chi, xi)
 
         return grid
 

@@ -15,6 +15,7 @@ from sqlalchemy import event
 
 from rnnsweep import __version__
 from rnnsweep.errors import SpecMismatchError, StorageError, StudyNotFoundError
+from rnnsweep.store.queue import held_by
 from rnnsweep.store.tables import curves, metadata, slots, studies, trials
 from rnnsweep.store.url import check_storage, mask_url, scrub
 
@@ -276,11 +277,7 @@ class Store:
         for k in ("initial_loss", "final_loss", "best_loss", "metric"):
             values[k] = finite_or_none(values.get(k))
         with self.engine.begin() as con:
-            res = con.execute(
-                slots.update()
-                .where(slots.c.id == slot_id, slots.c.worker == worker, slots.c.state == "claimed")
-                .values(state="done")
-            )
+            res = con.execute(slots.update().where(held_by([slot_id], worker)).values(state="done"))
             if res.rowcount != 1:
                 return None
             row_id = con.execute(trials.insert().values(**values)).inserted_primary_key[0]
@@ -298,31 +295,16 @@ class Store:
                 con.execute(curves.insert(), pts)
         return int(row_id)
 
-    def complete_count(self, study: str) -> int:
+    def result_counts(self, study: str) -> tuple[int, int]:
+        """(counted trials, feasible among them) of a study."""
         with self.engine.connect() as con:
-            return int(
-                con.execute(
-                    sa.select(sa.func.count())
-                    .select_from(trials)
-                    .where(trials.c.study == study, trials.c.state == "complete")
-                ).scalar()
-                or 0
-            )
-
-    def feasible_count(self, study: str) -> int:
-        with self.engine.connect() as con:
-            return int(
-                con.execute(
-                    sa.select(sa.func.count())
-                    .select_from(trials)
-                    .where(
-                        trials.c.study == study,
-                        trials.c.state == "complete",
-                        sa.not_(trials.c.diverged),
-                    )
-                ).scalar()
-                or 0
-            )
+            row = con.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.sum(sa.case((trials.c.diverged, 0), else_=1)),
+                ).where(trials.c.study == study, trials.c.state == "complete")
+            ).first()
+        return int(row[0] or 0), int(row[1] or 0)
 
     def claimed_slots(self, study: str) -> list[tuple[int, str]]:
         with self.engine.connect() as con:

@@ -22,7 +22,13 @@ import sqlalchemy as sa
 
 from rnnsweep.store.tables import slots
 
-__all__ = ["Slot", "SlotCounts", "SlotQueue"]
+__all__ = ["Slot", "SlotCounts", "SlotQueue", "held_by"]
+
+
+def held_by(slot_ids: Sequence[int], worker: str) -> sa.ColumnElement[bool]:
+    """Rows among ``slot_ids`` that ``worker`` still holds: every write to a claimed slot
+    is conditional on it, so a worker whose claim went stale cannot touch the slot."""
+    return sa.and_(slots.c.id.in_(slot_ids), slots.c.worker == worker, slots.c.state == "claimed")
 
 
 @dataclass(frozen=True)
@@ -183,44 +189,19 @@ class SlotQueue:
             )
 
     def heartbeat(self, slot_ids: Iterable[int], worker: str) -> None:
-        ids = list(slot_ids)
-        if not ids:
-            return
-        with self.engine.begin() as con:
-            con.execute(
-                slots.update()
-                .where(slots.c.id.in_(ids), slots.c.worker == worker, slots.c.state == "claimed")
-                .values(heartbeat_at=self._now())
-            )
-
-    def finish(self, slot_id: int, worker: str) -> bool:
-        """Mark a claimed slot done; False when this worker no longer holds it."""
-        with self.engine.begin() as con:
-            res = con.execute(
-                slots.update()
-                .where(slots.c.id == slot_id, slots.c.worker == worker, slots.c.state == "claimed")
-                .values(state="done", heartbeat_at=self._now())
-            )
-        return res.rowcount == 1
-
-    def still_held(self, slot_id: int, worker: str) -> bool:
-        with self.engine.connect() as con:
-            row = con.execute(
-                sa.select(slots.c.state, slots.c.worker).where(slots.c.id == slot_id)
-            ).first()
-        return row is not None and row[0] == "claimed" and row[1] == worker
+        self._update_held(slot_ids, worker, heartbeat_at=self._now())
 
     def release(self, slot_ids: Iterable[int], worker: str) -> None:
         """Hand claimed slots back (interrupt): pending again, parameters kept."""
+        self._update_held(
+            slot_ids, worker, state="pending", worker=None, claim_token=None, heartbeat_at=None
+        )
+
+    def _update_held(self, slot_ids: Iterable[int], worker: str, **values: Any) -> None:
         ids = list(slot_ids)
-        if not ids:
-            return
-        with self.engine.begin() as con:
-            con.execute(
-                slots.update()
-                .where(slots.c.id.in_(ids), slots.c.worker == worker, slots.c.state == "claimed")
-                .values(state="pending", worker=None, claim_token=None, heartbeat_at=None)
-            )
+        if ids:
+            with self.engine.begin() as con:
+                con.execute(slots.update().where(held_by(ids, worker)).values(**values))
 
     def counts(self, stale_after: float) -> SlotCounts:
         now = self._now()

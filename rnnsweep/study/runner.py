@@ -15,6 +15,7 @@ in Optuna's history as FAIL and is never counted.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -163,7 +164,7 @@ def create_study(spec: StudySpec, store: Store) -> tuple[bool, int, int]:
         _open_cell(spec, store, plan)
     queue = SlotQueue(store.engine, spec.name)
     queue.ensure([p.key for p in plans], spec.trials)
-    done = store.complete_count(spec.name)
+    done, _ = store.result_counts(spec.name)
     return resumed, spec.trials * len(plans), done
 
 
@@ -253,10 +254,16 @@ def critical_sigma_w(arch: str, sigma_v: float, b_fg: float, task, sigma_b: floa
     for the minimalRNN. Exact for depth 1; deeper stacks reuse it per layer (an
     approximation: upper layers' inputs are not the task's).
     """
+    return _critical_sigma_w(arch, sigma_v, b_fg, sigma_b, _input_moment(task))
+
+
+@functools.lru_cache(maxsize=4096)
+def _critical_sigma_w(arch: str, sigma_v: float, b_fg: float, sigma_b: float, R: float) -> float:
+    """Cached: a trial needs it twice (its init, then its xi), and solving chi = 1 is a
+    root search over quadratures."""
     from rnnsweep.theory.critical import critical_minimalrnn, critical_vanilla
     from rnnsweep.theory.meanfield import gaussian_expectation
 
-    R = _input_moment(task)
     if arch == "rnn":
         return critical_vanilla(sigma_v=sigma_v, R=R, sigma_b=sigma_b)
     R_z = float(gaussian_expectation(lambda e: np.tanh(e) ** 2, sigma_v**2 * R))
@@ -372,17 +379,26 @@ def run_worker(
         torch.set_num_threads(opts.threads)
     worker = opts.worker_id or new_worker_id()
     task = spec.make_task()
-    spec_json = spec.to_json()
+    # What every trial's stored config shares, built once per worker.
+    config_base = {
+        "study": spec.name,
+        "spec_hash": spec.spec_hash(),
+        "task": spec.task,
+        "task_options": spec.to_json()["task_options"],
+        "train": spec.train.to_dict(),
+        "sampler": spec.sampler,
+        "rnnsweep_version": __version__,
+    }
     cells = {plan.key: _Cell(spec, store, plan) for plan in spec.cells()}
     queue = SlotQueue(store.engine, study)
     _reap_dead_local_claims(queue, store)
     _finish_told_late(store, cells)
 
     counts = queue.counts(opts.stale_after)
-    already = store.complete_count(study)
+    already, feasible = store.result_counts(study)
     summary = RunSummary(study, True, device, counts.total, already)
     if progress is not None:
-        progress.start(counts.total, already, store.feasible_count(study))
+        progress.start(counts.total, already, feasible)
 
     beat = _Heartbeat(queue, worker, opts.heartbeat)
     beat.start()
@@ -406,7 +422,7 @@ def run_worker(
                 attempts = [_start_attempt(spec, cell, s, queue) for s in claimed]
                 summary.storage_time += time.perf_counter() - t_store
                 done, feasible, t_commit = _train_and_commit(
-                    spec, store, task, cell, attempts, device, spec_json, worker, opts.impl
+                    spec, store, task, cell, attempts, device, config_base, worker, opts.impl
                 )
                 summary.storage_time += t_commit
                 beat.drop([a.slot.id for a in attempts])
@@ -478,7 +494,7 @@ def _train_and_commit(
     cell: _Cell,
     attempts: list[_Attempt],
     device: str,
-    spec_json: dict,
+    config_base: dict,
     worker: str,
     impl: str,
 ) -> tuple[int, int]:
@@ -526,7 +542,7 @@ def _train_and_commit(
                 res,
                 len(idx),
                 device,
-                spec_json,
+                config_base,
                 worker,
             )
             done += ok is not None
@@ -611,7 +627,7 @@ def _commit(
     res: MemberResult,
     pack_size: int,
     device: str,
-    spec_json: dict,
+    config_base: dict,
     worker: str,
 ) -> bool | None:
     """Store one result and close its slot (one transaction), then tell Optuna.
@@ -628,16 +644,10 @@ def _commit(
     extra = task.summary(res.final_loss, res.metric, plan.params) if not res.diverged else {}
     extra.update(_diagnostics_extra(res, model_cfg, settings, spec, task))
     config = {
-        "study": spec.name,
-        "spec_hash": spec.spec_hash(),
-        "task": spec.task,
-        "task_options": spec_json["task_options"],
+        **config_base,
         "model": model_cfg.to_dict(),
         "settings": settings.to_dict(),
-        "train": spec.train.to_dict(),
-        "sampler": spec.sampler,
         "slot": attempt.slot.slot,
-        "rnnsweep_version": __version__,
     }
     row = {
         "study": spec.name,
