@@ -197,11 +197,11 @@ class SlotQueue:
             slot_ids, worker, state="pending", worker=None, claim_token=None, heartbeat_at=None
         )
 
-    def _update_held(self, slot_ids: Iterable[int], worker: str, **values: Any) -> None:
+    def _update_held(self, slot_ids: Iterable[int], holder: str, **values: Any) -> None:
         ids = list(slot_ids)
         if ids:
             with self.engine.begin() as con:
-                con.execute(slots.update().where(held_by(ids, worker)).values(**values))
+                con.execute(slots.update().where(held_by(ids, holder)).values(**values))
 
     def counts(self, stale_after: float) -> SlotCounts:
         now = self._now()
