@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 import torch
 
 from rnnsweep.cells import InitConfig, ModelConfig, PackedRNN, get_cell
+from rnnsweep.kernels import _native
+from rnnsweep.kernels.heap import keep_freed_buffers
 from rnnsweep.tasks import make_task
 from rnnsweep.tasks.base import Batch
 from rnnsweep.train.optim import PackedOptimizer, clip_grad_norm_packed
@@ -66,6 +68,7 @@ class BenchRow:
     peak_gflops: float  # measured sgemm in the same run
     fraction_of_peak: float
     threads: int
+    cpu_loop: str  # which time loop the packed kernels ran: rnnsweep.kernels._native.status()
 
 
 def forward_flops(cfg: ModelConfig, seq_len: int, batch: int) -> float:
@@ -107,6 +110,7 @@ def _time(step: Callable[[], None], n: int, warmup: int = 2) -> float:
 
 def _packed_step_fn(case: BenchCase, K: int, impl: str) -> tuple[Callable[[], None], ModelConfig]:
     """One training step (forward, backward, clip, Adam) of a K-member pack."""
+    keep_freed_buffers()  # as train_pack does
     task = make_task("parens", {"seq_len": case.seq_len})
     cfg = ModelConfig(case.arch, task.n_in, task.n_out, case.hidden, case.depth)
     members = [InitConfig(init_scale=1.0, b_fg=1.0, seed=k) for k in range(K)]
@@ -208,6 +212,7 @@ def run_bench(
             peak_gflops=peak,
             fraction_of_peak=flops / t_packed / 1e9 / peak,
             threads=threads,
+            cpu_loop=_native.status(),
         )
         rows.append(row)
         if on_case is not None:

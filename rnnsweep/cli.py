@@ -995,7 +995,10 @@ def bench(
         Column("peak_gflops", "sgemm peak", ".1f"),
         Column("fraction_of_peak", "of peak", pct),
     ]
-    title = f"parens, seq 50, batch 32, 300 steps/trial; {threads} thread(s)"
+    title = (
+        f"parens, seq 50, batch 32, 300 steps/trial; {threads} thread(s); "
+        f"packed time loop: {rows[0].cpu_loop}"
+    )
     extras: dict[str, list[dict]] = {}
     if scaling:
         with err.status("timing a pack step against K, depth, width, sequence..."):

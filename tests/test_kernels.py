@@ -10,6 +10,10 @@
 4. contracts: forward under ``no_grad``, a second backward with ``retain_graph``,
    double backward raising, gradients only where asked for, a cell without a
    kernel, CUDA against the CPU reference where a GPU is present.
+
+1-3 and the contracts run twice on the CPU: with the native C time loops
+(rnnsweep/kernels/native) and with the torch-op loop (``RNNSWEEP_NATIVE=0``); the
+``loop`` fixture checks that the loop it names is the one that ran.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torch
 from cellcases import ALL_VARIANTS
 
 from rnnsweep.cells import Cell, InitConfig, ModelConfig, PackedRNN, get_cell
-from rnnsweep.kernels import fused_forward, fused_layer_forward, kernel_for
+from rnnsweep.kernels import _native, fused_forward, fused_layer_forward, kernel_for
 from rnnsweep.kernels._base import SequenceKernel
 
 N_IN, N_OUT, T, B, H = 3, 2, 6, 3, 6
@@ -103,6 +107,25 @@ def _inputs(K: int, dtype: torch.dtype, seed: int = 1) -> tuple[torch.Tensor, to
     return x, w
 
 
+@pytest.fixture(params=["native", "torch"])
+def loop(request, monkeypatch):
+    """Run the test with the native C time loops or the torch-op loop, and check which ran."""
+    calls = []
+    real_run = _native.run
+    monkeypatch.setattr(_native, "run", lambda *a, **k: (calls.append(a[0]), real_run(*a, **k)))
+    if request.param == "native":
+        if not _native.available():
+            pytest.skip(f"native loops unavailable: {_native.status()}")
+        monkeypatch.setenv(_native.ENV_SWITCH, "1")
+    else:
+        monkeypatch.setenv(_native.ENV_SWITCH, "0")
+    yield request.param
+    if request.param == "native":
+        assert calls, "the native loops never ran"
+    else:
+        assert not calls, f"the native loops ran with {_native.ENV_SWITCH}=0: {calls}"
+
+
 # ---- 1. against the per-step reference --------------------------------------------------------
 
 
@@ -110,7 +133,7 @@ def _inputs(K: int, dtype: torch.dtype, seed: int = 1) -> tuple[torch.Tensor, to
 @pytest.mark.parametrize("K", [1, 5])
 @pytest.mark.parametrize("depth", [1, 3])
 @pytest.mark.parametrize("variant", ALL_VARIANTS, ids=_variant_id)
-def test_fused_matches_reference(variant, depth, K, dtype):
+def test_fused_matches_reference(variant, depth, K, dtype, loop):
     model = _model(variant, _depth(variant, depth), K, dtype)
     x, w = _inputs(K, dtype)
     ref_out, ref_grads = _run(model, model.forward, x, w)
@@ -130,6 +153,7 @@ def test_chunked_backward_matches_reference(variant, chunk, monkeypatch):
     """Local derivatives formed a few steps at a time (as on the CPU at real sizes; the
     tiny sizes above fit one chunk): 1 step, and 4 steps of T = 6 (a ragged last chunk)."""
     monkeypatch.setattr(SequenceKernel, "chunk_steps", lambda self, r: chunk)
+    monkeypatch.setenv(_native.ENV_SWITCH, "0")  # chunks are the torch-op loop's
     model = _model(variant, 2, 3, torch.float64)
     x, w = _inputs(3, torch.float64)
     _, ref_grads = _run(model, model.forward, x, w)
@@ -138,7 +162,7 @@ def test_chunked_backward_matches_reference(variant, chunk, monkeypatch):
         assert _rel_err(g, ref_grads[name]) < 1e-8, name
 
 
-def test_fused_layer_matches_cell_layer_forward():
+def test_fused_layer_matches_cell_layer_forward(loop):
     """The layer entry point itself, on a deeper layer of each cell (input width H)."""
     for variant in ALL_VARIANTS:
         model = _model(variant, 2, 3, torch.float64)
@@ -153,7 +177,7 @@ def test_fused_layer_matches_cell_layer_forward():
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS, ids=_variant_id)
-def test_gradcheck_fused_layer(variant):
+def test_gradcheck_fused_layer(variant, loop):
     """Layer 0 (the +RNN's with its input projection), every tensor including the b_fg buffer."""
     model = _model(variant, _depth(variant, 1), 2, torch.float64, hidden=3, n_in=2)
     p = {name: t.detach().clone() for name, t in model.layer_params(0).items()}
@@ -171,7 +195,7 @@ def test_gradcheck_fused_layer(variant):
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS, ids=_variant_id)
-def test_nan_in_one_member_stays_there(variant):
+def test_nan_in_one_member_stays_there(variant, loop):
     K = 3
     clean = _model(variant, 2, K, torch.float64)
     poisoned = copy.deepcopy(clean)
@@ -193,7 +217,7 @@ def test_nan_in_one_member_stays_there(variant):
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS, ids=_variant_id)
-def test_forward_under_no_grad(variant):
+def test_forward_under_no_grad(variant, loop):
     model = _model(variant, 2, 2, torch.float64)
     x, _ = _inputs(2, torch.float64)
     with torch.no_grad():
@@ -204,7 +228,7 @@ def test_forward_under_no_grad(variant):
 
 
 @pytest.mark.parametrize("variant", ALL_VARIANTS, ids=_variant_id)
-def test_second_backward_with_retain_graph(variant):
+def test_second_backward_with_retain_graph(variant, loop):
     """Saved activations are never modified in place, so a retained graph can be reused."""
     model = _model(variant, 2, 2, torch.float64)
     x, w = _inputs(2, torch.float64)
@@ -226,7 +250,7 @@ def test_double_backward_raises():
         g.sum().backward()
 
 
-def test_frozen_input_and_weights_get_no_gradient():
+def test_frozen_input_and_weights_get_no_gradient(loop):
     """Only the gradients autograd asks for are formed; the rest stay None."""
     model = _model(("gru", "post", "tanh"), 1, 2, torch.float64)
     p = dict(model.layer_params(0))

@@ -24,6 +24,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from rnnsweep.kernels import _native
+
 if TYPE_CHECKING:
     from rnnsweep.cells.base import Params
 
@@ -82,6 +84,7 @@ class Run:
     """
 
     s: str  # the nonlinearity
+    native: bool  # the time loop runs in native/layers.c (else torch ops, step by step)
     x: Tensor  # (K, T, B, I): the layer input
     p: Params
     K: int
@@ -133,13 +136,26 @@ class SequenceKernel:
     # The layer tensors the Function receives after ``x``, in this order.
     param_names: ClassVar[tuple[str, ...]] = ("Wx", "Wh", "b", "fg", "s0")
     n_gates: ClassVar[int]
+    # The C loops ``{native}_fwd``/``{native}_bwd`` of native/layers.c (see _native).
+    native: ClassVar[str]
 
     # ---- forward ---------------------------------------------------------------------------
 
     def project(self, r: Run) -> Tensor:
         """``x_t W^x + b + b^{fg}`` for all steps, one batched product: ``(K, T, B, G*H)``."""
         x2 = r.x.reshape(r.K, r.T * r.B, -1)  # (K, T*B, I)
-        A = torch.baddbmm(r.p["b"] + r.p["fg"], x2, r.p["Wx"])  # (K, T*B, G*H)
+        return self.with_bias(r, x2, r.p["Wx"], r.p["b"] + r.p["fg"])
+
+    def with_bias(self, r: Run, x2: Tensor, W: Tensor, bias: Tensor) -> Tensor:
+        """``x2 W + bias`` as ``(K, T, B, .)``. For the native loop the bias is left out
+        and kept in ``r.bias``: the C code adds it to each step's rows while they are in
+        cache, where broadcasting it over all ``T*B`` rows first costs a pass through memory.
+        """
+        if r.native:
+            r.bias = bias  # (K, 1, G*H)
+            A = torch.bmm(x2, W)
+        else:
+            A = torch.baddbmm(bias, x2, W)  # (K, T*B, G*H)
         return A.view(r.K, r.T, r.B, -1)  # (K, T, B, G*H)
 
     def prepare_forward(self, r: Run) -> None:
@@ -160,6 +176,7 @@ class SequenceKernel:
     def forward(self, s: str, x: Tensor, p: Params) -> tuple[Tensor, dict[str, Tensor]]:
         """``(K, T, B, I) -> (K, T, B, H)`` plus the tensors to save for backward."""
         r = Run(s, x, p)
+        r.native = _native.enabled(x)
         # 1. input side of every step at once
         r.A = self.project(r)  # (K, T, B, G*H)
         r.a = r.A.unbind(1)
@@ -174,9 +191,26 @@ class SequenceKernel:
         r.tmp = x.new_empty(r.K, r.B, r.H)
         self.prepare_forward(r)
         # 3. the recurrence: per step one batched product (two for the Collins GRU)
-        for t in range(r.T):
-            self.step(r, t)
+        if r.native:
+            self.run_native(r, "fwd")
+        else:
+            for t in range(r.T):
+                self.step(r, t)
         return self.output(r), self.saved(r)
+
+    # ---- the native CPU loops ----------------------------------------------------------------
+
+    def native_tensors(self, r: Run, direction: str) -> dict[str, Tensor]:
+        """The cell's buffers beyond ``Hs, Wh, A`` (and ``F, dH`` backwards), by ``Layer`` field."""
+        return {}
+
+    def run_native(self, r: Run, direction: str) -> None:
+        """The whole time loop of ``direction`` ("fwd" or "bwd") as one C call."""
+        # the vanilla RNN saves no A; the +RNN carries dL/dh in a (K, B, H) buffer, not dH
+        names = ("Hs", "Wh", "A") + (("F", "dH") if direction == "bwd" else ("bias",))
+        tensors = {name: vars(r)[name] for name in names if name in vars(r)}
+        tensors |= self.native_tensors(r, direction)
+        _native.run(f"{self.native}_{direction}", r.s, (r.K, r.T, r.B, r.H), tensors)
 
     # ---- backward --------------------------------------------------------------------------
 
@@ -236,9 +270,13 @@ class SequenceKernel:
         r = Run(s, x, p, **saved)
         r.h = r.Hs.unbind(1)
         r.WhT = r.Wh.transpose(1, 2)  # (K, G*H, H)
+        r.native = _native.enabled(x)
         self.init_grad(r, dout)
         self.prepare_backward(r)
         r.dp = r.F.unbind(1)
+        if r.native:
+            self.run_native(r, "bwd")
+            return self.grads(r, needs)
         # backwards in chunks of steps: the chunk's local derivatives in bulk, then
         # per step pointwise math and dh_{t-1} += dpre_t W^h^T (one batched product)
         chunk = self.chunk_steps(r)

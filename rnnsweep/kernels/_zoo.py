@@ -51,6 +51,7 @@ class RNNKernel(SequenceKernel):
     """
 
     n_gates = 1
+    native = "rnn"
 
     def step(self, r: Run, t: int) -> None:
         a = torch.baddbmm(r.a[t], r.h[t], r.Wh, out=r.S)  # (K, B, H): a_t
@@ -79,6 +80,7 @@ class UGRNNKernel(SequenceKernel):
     """
 
     n_gates = 2
+    native = "ugrnn"
 
     def prepare_forward(self, r: Run) -> None:
         r.c, r.g = blocks(r.A, r.H)
@@ -153,6 +155,8 @@ class GRUPreKernel(_GRUBase):
     ``dW^{ch} = (r h)^T dp_c`` with ``r h`` rebuilt in bulk. Saves A = [r, u, c].
     """
 
+    native = "grupre"
+
     def step(self, r: Run, t: int) -> None:
         hp = r.h[t]
         torch.baddbmm(r.ru[t], hp, r.Wru, out=r.S_ru)  # [a_r, a_u]
@@ -202,6 +206,12 @@ class GRUPostKernel(_GRUBase):
     """
 
     param_names = ("Wx", "Wh", "b", "fg", "s0", "b_hn")
+    native = "grupost"
+
+    def native_tensors(self, r: Run, direction: str) -> dict[str, Tensor]:
+        if direction == "fwd":
+            return {"N": r.N, "bhn": r.p["b_hn"]}
+        return {"N": r.N, "dN": r.dN}
 
     def prepare_forward(self, r: Run) -> None:
         super().prepare_forward(r)
@@ -262,6 +272,12 @@ class LSTMKernel(SequenceKernel):
     """
 
     n_gates = 4
+    native = "lstm"
+
+    def native_tensors(self, r: Run, direction: str) -> dict[str, Tensor]:
+        if direction == "fwd":
+            return {"Cs": r.Cs, "TC": r.TC}
+        return {"Cs": r.Cs, "TC": r.TC, "carry": r.dc}
 
     def prepare_forward(self, r: Run) -> None:
         H = r.H
@@ -287,8 +303,10 @@ class LSTMKernel(SequenceKernel):
     def prepare_backward(self, r: Run) -> None:
         super().prepare_backward(r)
         H = r.H
-        r.Gc = r.A.new_empty(r.K, r.T, r.B, H)  # (K, T, B, H): o (1 - tanh^2 c_t)
-        r.gc, r.f = r.Gc.unbind(1), r.A[..., H : 2 * H].unbind(1)
+        if not r.native:  # the C loop forms it per step
+            r.Gc = r.A.new_empty(r.K, r.T, r.B, H)  # (K, T, B, H): o (1 - tanh^2 c_t)
+            r.gc = r.Gc.unbind(1)
+        r.f = r.A[..., H : 2 * H].unbind(1)
         r.dc = r.A.new_zeros(r.K, r.B, H)  # dL/dc carried backwards
         r.dp_if = r.F[..., : 2 * H].unflatten(-1, (2, H)).unbind(1)  # (K, B, 2, H)
         _, _, r.dp_o, r.dp_g = blocks(r.F, H)
@@ -329,6 +347,12 @@ class PlusRNNKernel(SequenceKernel):
     """
 
     n_gates = 4
+    native = "plusrnn"
+
+    def native_tensors(self, r: Run, direction: str) -> dict[str, Tensor]:
+        if direction == "fwd":
+            return {"X": r.x, "Ys": r.Ys}
+        return {"X": r.x, "dY": r.dY, "carry": r.dhc}
 
     def prepare_forward(self, r: Run) -> None:
         H = r.H
@@ -406,6 +430,7 @@ class MinimalRNNKernel(SequenceKernel):
 
     param_names = ("Wx", "Wh", "b", "fg", "s0", "bz", "Vu")
     n_gates = 1
+    native = "minimalrnn"
     # inputs whose gradient runs through z (after the time loop)
     input_names: ClassVar[tuple[str, ...]] = ("x", "Wx", "bz", "Vu")
 
@@ -415,11 +440,13 @@ class MinimalRNNKernel(SequenceKernel):
         Z = torch.baddbmm(r.p["bz"], x2, r.p["Wx"])  # (K, T*B, H)
         act(Z, "tanh", out=Z)
         r.Z = Z.view(K, T, B, -1)  # (K, T, B, H)
-        A = torch.baddbmm(r.p["b"] + r.p["fg"], Z, r.p["Vu"])  # (K, T*B, H)
-        return A.view(K, T, B, -1)
+        return self.with_bias(r, Z, r.p["Vu"], r.p["b"] + r.p["fg"])  # (K, T, B, H)
 
     def prepare_forward(self, r: Run) -> None:
         r.z = r.Z.unbind(1)
+
+    def native_tensors(self, r: Run, direction: str) -> dict[str, Tensor]:
+        return {"Z": r.Z}
 
     def step(self, r: Run, t: int) -> None:
         hp, z = r.h[t], r.z[t]

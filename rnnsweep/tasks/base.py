@@ -143,8 +143,12 @@ class ClassificationTask(Task):
         return out.reshape(K, T, B, self.n_streams, self.n_classes)  # (K, T, B, S, C)
 
     def loss(self, out: torch.Tensor, batch: Batch) -> torch.Tensor:
-        logp = torch.log_softmax(self._logits(out), dim=-1)  # (K, T, B, S, C)
-        nll = -logp.gather(-1, batch.y.unsqueeze(-1)).squeeze(-1)  # (K, T, B, S)
+        logits = self._logits(out)  # (K, T, B, S, C)
+        # -log softmax(z)_y = log sum exp(z) - z_y, shifted by the (constant) row maximum;
+        # spelled out because torch's CPU log_softmax over a short last axis measured
+        # 3.5x slower (12.6 vs 3.5 ms fwd+bwd for a pack of 32 on parens). NaN stays NaN.
+        z = logits - logits.detach().amax(dim=-1, keepdim=True)
+        nll = z.exp().sum(dim=-1).log() - z.gather(-1, batch.y.unsqueeze(-1)).squeeze(-1)
         return _masked_mean(nll.mean(dim=-1), batch.mask)
 
     def metric(self, out: torch.Tensor, batch: Batch) -> torch.Tensor:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from rnnsweep.cells import InitConfig, ModelConfig, PackedRNN
+from rnnsweep.kernels.heap import keep_freed_buffers
 from rnnsweep.tasks.base import Batch, Task
 from rnnsweep.train.optim import OPTIMIZERS, PackedOptimizer, clip_grad_norm_packed
 
@@ -128,6 +129,8 @@ def train_pack(
     t_start = time.perf_counter()
     dtype = _DTYPES[cfg.dtype]
     K = len(members)
+    if torch.device(device).type == "cpu":
+        keep_freed_buffers()  # per-step buffers stay on the heap (see rnnsweep.kernels.heap)
 
     # 1. Model, per-member hyperparameters, optimizer, data streams and held-out set.
     model = PackedRNN(model_cfg, [m.init for m in members], dtype=dtype, device=device)

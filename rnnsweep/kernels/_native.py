@@ -1,0 +1,271 @@
+"""Native CPU time loops: the per-step part of every fused kernel as one C call per layer.
+
+Why. On a CPU, the torch-op time loop of :mod:`rnnsweep.kernels._base` spends about
+as long in a dozen small pointwise passes per step (each a full trip through
+torch's dispatcher and through memory) as in the step's product. The C loops in
+``native/layers.c`` run, for each member of the pack and each step, the member's
+small recurrent product (``h_{t-1} W^h``, through the BLAS torch itself links:
+its exported Fortran ``sgemm_``/``dgemm_``) and then *one* fused pass of the gate
+math over the step's rows while they are still in cache. Members are spread over
+OpenMP threads (torch's own runtime, so ``torch.set_num_threads`` governs both),
+and a member's arithmetic never depends on the pack it is in.
+
+Only the time loops are native. The products over all ``T*B`` rows (input
+projection, weight gradients, ``dx``) stay torch ``bmm`` calls; buffers, their
+layouts and what is saved for backward are the torch path's, so the two paths are
+interchangeable step for step (``tests/test_kernels.py`` runs both against the
+per-step reference).
+
+Build. The source is compiled on first use with the system C compiler (``$CC``,
+else ``cc``) into ``$RNNSWEEP_CACHE/native`` (default ``~/.cache/rnnsweep``),
+under a name that hashes the source, the flags, the compiler and the CPU, so a
+shared home directory never hands one machine another's ``-march=native`` build.
+Concurrent workers each compile to a private file and rename it into place.
+
+Fallback. Anything missing (no compiler, a torch without an exported BLAS, a
+non-float dtype, a GPU tensor) selects the torch loop; ``RNNSWEEP_NATIVE=0``
+forces it. :func:`status` says which is in use and why.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["available", "enabled", "run", "status"]
+
+ENV_SWITCH = "RNNSWEEP_NATIVE"
+_SRC_DIR = Path(__file__).with_name("native")
+_SOURCES = ("layers.c", "layers_body.h")
+_FLAGS = (
+    "-O3",
+    "-fPIC",
+    "-shared",
+    "-fopenmp",
+    # no errno and no FP traps: lets GCC vectorise floorf in the exp polynomial; NaN
+    # and inf semantics stay IEEE (no -ffast-math), which divergence detection needs
+    "-fno-math-errno",
+    "-fno-trapping-math",
+)
+_FIELDS = (
+    "A",
+    "Hs",
+    "Wh",
+    "bias",
+    "F",
+    "dH",
+    "X",
+    "Ys",
+    "dY",
+    "Cs",
+    "TC",
+    "N",
+    "dN",
+    "Z",
+    "bhn",
+    "carry",
+)
+# Fields the C code writes; the others are read only (and may be copied to be dense).
+_WRITTEN = frozenset({"A", "Hs", "F", "dH", "Ys", "Cs", "TC", "N", "dN", "carry"})
+
+
+def _shape(field: str, K: int, T: int, B: int, H: int, W: int) -> tuple[int, ...]:
+    """The shape native/layers.c assumes for ``field`` (``W``: the gate width G*H)."""
+    return {
+        "A": (K, T, B, W),
+        "F": (K, T, B, W),
+        "Hs": (K, T + 1, B, H),
+        "Cs": (K, T + 1, B, H),
+        "dH": (T + 1, K, B, H),
+        "N": (T, K, B, H),
+        "Wh": (K, H, W),
+        "bias": (K, 1, W),
+        "bhn": (K, 1, H),
+        "carry": (K, B, H),
+    }.get(field, (K, T, B, H))  # TC, X, Ys, dY, Z, dN
+
+
+class _Layer(ctypes.Structure):
+    """Mirror of ``Layer`` in native/layers.c."""
+
+    _fields_ = [
+        ("K", ctypes.c_int64),
+        ("T", ctypes.c_int64),
+        ("B", ctypes.c_int64),
+        ("H", ctypes.c_int64),
+        ("nthreads", ctypes.c_int64),
+        ("relu", ctypes.c_int64),
+        ("gemm", ctypes.c_void_p),
+        *((name, ctypes.c_void_p) for name in _FIELDS),
+    ]
+
+
+class _Unavailable(RuntimeError):
+    """The native loops cannot be used here; the message says why."""
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("RNNSWEEP_CACHE")
+    if root:
+        return Path(root) / "native"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "rnnsweep" / "native"
+
+
+def _cpu_fingerprint() -> str:
+    """The CPU's feature flags (x86 ``flags``/ARM ``Features``): what -march=native used."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _compile(cc: str, flags: list[str], out: Path) -> None:
+    """Compile the sources into ``out`` through a private temporary file and a rename."""
+    fd, tmp = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=out.parent)
+    os.close(fd)
+    try:
+        proc = subprocess.run(
+            [cc, *flags, "-o", tmp, str(_SRC_DIR / "layers.c"), "-lm"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise _Unavailable(f"{cc} failed: {last}")
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _build() -> Path:
+    """Path of the compiled library, building it if this machine has none cached."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise _Unavailable("no C compiler (set CC or install gcc)")
+    try:
+        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise _Unavailable(f"C compiler {cc!r} does not run: {exc}") from None
+    source = b"".join((_SRC_DIR / name).read_bytes() for name in _SOURCES)
+    attempts = [[*_FLAGS, "-march=native"], list(_FLAGS)]
+    errors = []
+    for flags in attempts:
+        key = hashlib.sha256(
+            b"\0".join(
+                [source, " ".join(flags).encode(), version.stdout.encode(), cc.encode()]
+                + [_cpu_fingerprint().encode(), platform.machine().encode()]
+            )
+        ).hexdigest()[:16]
+        out = _cache_dir() / f"layers-{key}.so"
+        if out.exists():
+            return out
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            _compile(cc, flags, out)
+            return out
+        except (_Unavailable, OSError, subprocess.SubprocessError) as exc:
+            errors.append(str(exc))
+    raise _Unavailable("; ".join(errors))
+
+
+def _torch_gemm() -> dict[torch.dtype, int]:
+    """Addresses of the Fortran ``sgemm_``/``dgemm_`` that torch's CPU library exports."""
+    libdir = Path(torch.__file__).parent / "lib"
+    for pattern in ("libtorch_cpu.so", "libtorch_cpu.*"):
+        for path in sorted(libdir.glob(pattern)):
+            lib = ctypes.CDLL(str(path))
+            try:
+                return {
+                    torch.float32: ctypes.cast(lib.sgemm_, ctypes.c_void_p).value,
+                    torch.float64: ctypes.cast(lib.dgemm_, ctypes.c_void_p).value,
+                }
+            except AttributeError:
+                raise _Unavailable(f"{path.name} exports no sgemm_/dgemm_") from None
+    raise _Unavailable(f"no libtorch_cpu in {libdir}")
+
+
+@functools.cache
+def _library() -> tuple[ctypes.CDLL, dict[torch.dtype, int]] | str:
+    """The loaded library and the GEMM addresses, or the reason there are none."""
+    try:
+        gemm = _torch_gemm()  # first: torch's libgomp is then the one the library binds to
+        lib = ctypes.CDLL(str(_build()))
+    except (_Unavailable, OSError) as exc:
+        return str(exc)
+    for suffix in ("f32", "f64"):
+        for name in ("rnn", "ugrnn", "grupre", "grupost", "lstm", "plusrnn", "minimalrnn"):
+            for direction in ("fwd", "bwd"):
+                fn = getattr(lib, f"{name}_{direction}_{suffix}")
+                fn.argtypes, fn.restype = [ctypes.POINTER(_Layer)], None
+    return lib, gemm
+
+
+def available() -> bool:
+    """Whether the native loops are built and loadable on this machine (ignores the switch)."""
+    return not isinstance(_library(), str)
+
+
+def status() -> str:
+    """One line: which CPU time loop the fused kernels use, and why."""
+    if os.environ.get(ENV_SWITCH, "1") == "0":
+        return f"torch ops ({ENV_SWITCH}=0)"
+    lib = _library()
+    if isinstance(lib, str):
+        return f"torch ops (native loops unavailable: {lib})"
+    return "native C loops (float32/float64 on the CPU; torch ops elsewhere)"
+
+
+def enabled(x: Tensor) -> bool:
+    """Whether the native loops run a layer whose input is ``x``."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.float64)
+        and os.environ.get(ENV_SWITCH, "1") != "0"
+        and available()
+    )
+
+
+def run(name: str, s: str, dims: tuple[int, int, int, int], tensors: dict[str, Tensor]) -> None:
+    """Call the C loop ``name`` (e.g. ``"ugrnn_fwd"``) over ``tensors`` (fields of ``Layer``).
+
+    ``dims`` is ``(K, T, B, H)``. Written fields must be dense; read-only ones are made
+    dense here if they are not (a copy the C code reads). Every tensor must share the
+    dtype of ``Hs``; the C code trusts the layouts documented in native/layers.c.
+    """
+    lib, gemm = _library()  # type: ignore[misc]  # callers checked enabled()
+    if s not in ("tanh", "relu") and not name.startswith("plusrnn"):  # +RNN: fixed nonlinearities
+        raise ValueError(f"unknown nonlinearity {s!r}; choose tanh or relu")
+    dtype = tensors["Hs"].dtype
+    K, T, B, H = dims
+    W = tensors["Wh"].shape[-1]
+    layer = _Layer(K=K, T=T, B=B, H=H, nthreads=torch.get_num_threads(), relu=int(s == "relu"))
+    layer.gemm = gemm[dtype]
+    keep = []  # read-only copies must outlive the call
+    for field, t in tensors.items():
+        assert t.dtype == dtype and t.device.type == "cpu", f"{field}: {t.dtype} on {t.device}"
+        want = _shape(field, K, T, B, H, W)
+        assert tuple(t.shape) == want, f"native {name}: {field} is {tuple(t.shape)}, not {want}"
+        if not t.is_contiguous():
+            assert field not in _WRITTEN, f"native {name}: written buffer {field} is not dense"
+            t = t.contiguous()
+            keep.append(t)
+        setattr(layer, field, t.data_ptr())
+    suffix = "f32" if dtype == torch.float32 else "f64"
+    getattr(lib, f"{name}_{suffix}")(ctypes.byref(layer))

@@ -1,0 +1,74 @@
+/*
+ * Native CPU time loops of every fused cell: forward and backward through time.
+ *
+ * Built and loaded by rnnsweep/kernels/_native.py (which documents the design):
+ * each function runs one layer over a whole sequence for all K members of a pack,
+ * one member per OpenMP iteration. Per member and step: one small GEMM through the
+ * BLAS that torch itself links (its Fortran ?gemm_, passed in as a pointer), then
+ * one pass of fused pointwise math over the step's rows while they are still in
+ * cache. Members never share memory, so a NaN in one stays there, and a member's
+ * result does not depend on which pack it is in.
+ *
+ * layers_body.h holds the kernels once, written against REAL; it is included
+ * twice below, for float (suffix _f32) and double (suffix _f64).
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The layer's buffers, shared by every cell (unused fields are NULL). Layouts, with
+ * W = the cell's gate width G*H: A, F (K, T, B, W); Hs, Cs (K, T+1, B, H);
+ * TC, X, Ys, dY, Z, dN (K, T, B, H); dH and N time-major, (T+1, K, B, H) and
+ * (T, K, B, H); Wh (K, H, W); bias (K, 1, W), added to A's rows per step
+ * when given (else A already holds it); bhn (K, 1, H); carry (K, B, H). All dense. */
+typedef struct {
+    int64_t K, T, B, H;
+    int64_t nthreads; /* OpenMP threads over members; 1 runs serially */
+    int64_t relu;     /* the cell's nonlinearity: 0 tanh, 1 relu */
+    void *gemm;       /* sgemm_ (f32) or dgemm_ (f64), Fortran calling convention */
+    void *A, *Hs, *Wh, *bias, *F, *dH, *X, *Ys, *dY, *Cs, *TC, *N, *dN, *Z, *bhn, *carry;
+} Layer;
+
+/* exp for float that GCC vectorises (Cephes' expf polynomial, about 1 ulp): the
+ * argument is clamped to the finite range; NaN passes through the arithmetic. */
+static inline float exp_f32(float x) {
+    x = x > 88.0f ? 88.0f : x;
+    x = x < -87.3f ? -87.3f : x;
+    float n = floorf(x * 1.44269504088896341f + 0.5f);
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23; /* 2^n */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+/* tanh as 2 sigmoid(2a) - 1, the identity the torch kernels use on the CPU. */
+static inline float tanh_f32(float x) { return 2.0f / (1.0f + exp_f32(-2.0f * x)) - 1.0f; }
+
+#define REAL float
+#define SUF(name) name##_f32
+#define EXP exp_f32
+#define TANH tanh_f32
+#include "layers_body.h"
+#undef REAL
+#undef SUF
+#undef EXP
+#undef TANH
+
+#define REAL double
+#define SUF(name) name##_f64
+#define EXP exp
+#define TANH tanh
+#include "layers_body.h"
+#undef REAL
+#undef SUF
+#undef EXP
+#undef TANH

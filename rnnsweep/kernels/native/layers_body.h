@@ -1,0 +1,459 @@
+/*
+ * The kernels, once, against REAL / SUF / EXP / TANH (included twice by layers.c).
+ *
+ * Notation as in rnnsweep/kernels/_zoo.py: a = pre-activation, hp = h_{t-1},
+ * dh = dL/dh_t, f = dL/d(pre) written into F. Row-major products go through the
+ * column-major BLAS as C^T = B^T A^T, so no operand is ever copied.
+ */
+
+typedef void (*SUF(gemm_t))(const char *, const char *, const int *, const int *, const int *,
+                            const REAL *, const REAL *, const int *, const REAL *, const int *,
+                            const REAL *, REAL *, const int *);
+
+/* c (rows x n, row stride ldc) = beta c + h (rows x k, ldh) @ w (k x n, ldw) */
+static inline void SUF(mm)(const Layer *L, int64_t rows, int64_t k, int64_t n, const REAL *h,
+                           int64_t ldh, const REAL *w, int64_t ldw, REAL beta, REAL *c,
+                           int64_t ldc) {
+    const int m_ = (int)n, n_ = (int)rows, k_ = (int)k, lda = (int)ldw, ldb = (int)ldh,
+              ldc_ = (int)ldc;
+    const REAL one = 1;
+    ((SUF(gemm_t))L->gemm)("N", "N", &m_, &n_, &k_, &one, w, &lda, h, &ldb, &beta, c, &ldc_);
+}
+
+/* c (rows x m, ldc) = beta c + p (rows x k, ldp) @ w^T, w (m x k, row stride ldw) */
+static inline void SUF(mm_t)(const Layer *L, int64_t rows, int64_t k, int64_t m, const REAL *p,
+                             int64_t ldp, const REAL *w, int64_t ldw, REAL beta, REAL *c,
+                             int64_t ldc) {
+    const int m_ = (int)m, n_ = (int)rows, k_ = (int)k, lda = (int)ldw, ldb = (int)ldp,
+              ldc_ = (int)ldc;
+    const REAL one = 1;
+    ((SUF(gemm_t))L->gemm)("T", "N", &m_, &n_, &k_, &one, w, &lda, p, &ldb, &beta, c, &ldc_);
+}
+
+/* a (B x W) += the member's input bias b + b^{fg}: added per step while the rows are hot
+ * (a broadcast copy over all steps before the projection would be a pass through memory) */
+static inline void SUF(add_bias)(const Layer *L, int64_t k, REAL *a, int64_t W) {
+    if (!L->bias) return;
+    const REAL *b = (const REAL *)L->bias + k * W;
+    for (int64_t i = 0; i < L->B; i++)
+#pragma GCC ivdep
+        for (int64_t j = 0; j < W; j++) a[i * W + j] += b[j];
+}
+
+static inline REAL SUF(sigm)(REAL x) { return 1 / (1 + EXP(-x)); }
+
+/* s(a): relu keeps NaN (like clamp_min), tanh as TANH */
+static inline REAL SUF(act)(REAL a, int64_t relu) {
+    return relu ? (a < 0 ? 0 : a) : TANH(a);
+}
+
+/* s'(a) read off y = s(a): [y > 0] or 1 - y^2 */
+static inline REAL SUF(dact)(REAL y, int64_t relu) {
+    return relu ? (REAL)(y > 0) : 1 - y * y;
+}
+
+/* Member k's views of the common buffers at step t. */
+#define DIMS                                                                              \
+    const int64_t K = L->K, T = L->T, B = L->B, H = L->H;                                \
+    (void)K;                                                                              \
+    (void)relu;                                                                           \
+    REAL *const A_ = (REAL *)L->A, *const Hs_ = (REAL *)L->Hs;                            \
+    const REAL *const Wh_ = (const REAL *)L->Wh;                                          \
+    (void)A_;                                                                             \
+    (void)Hs_
+#define A_AT(t, W) (A_ + ((k * T + (t)) * B) * (W))         /* (B, W) block of A or F */
+#define F_AT(t, W) ((REAL *)L->F + ((k * T + (t)) * B) * (W))
+#define H_AT(t) (Hs_ + ((k * (T + 1) + (t)) * B) * H)       /* h_{t-1}; h_t is H_AT(t + 1) */
+#define KT_AT(buf, t) ((REAL *)(buf) + ((k * T + (t)) * B) * H) /* (K, T, B, H) buffers */
+#define TK_AT(buf, t) ((REAL *)(buf) + (((t) * K + k) * B) * H) /* time-major buffers */
+/* The work of member k; relu is a constant after inlining. */
+#define MEMBER(name)                                                                      \
+    static inline __attribute__((always_inline)) void SUF(name)(const Layer *L,           \
+                                                                const int64_t k,          \
+                                                                const int64_t relu)
+/* Run member function fn for every member, the nonlinearity a constant inside it (so
+ * that GCC vectorises both variants): one member per OpenMP iteration. */
+#define RUN(fn)                                                                           \
+    _Pragma("omp parallel for schedule(static) num_threads((int)L->nthreads) if (L->nthreads > 1 && L->K > 1)") \
+    for (int64_t k = 0; k < L->K; k++) {                                                  \
+        if (L->relu)                                                                      \
+            fn(L, k, 1);                                                                  \
+        else                                                                              \
+            fn(L, k, 0);                                                                  \
+    }
+
+/* ---- vanilla RNN / IRNN: h = s(a) ------------------------------------------------------ */
+
+MEMBER(rnn_fwd_k) {
+    DIMS;
+    const REAL *W = Wh_ + k * H * H;
+    for (int64_t t = 0; t < T; t++) {
+        REAL *a = A_AT(t, H), *hp = H_AT(t), *h = H_AT(t + 1);
+        SUF(add_bias)(L, k, a, H);
+        SUF(mm)(L, B, H, H, hp, H, W, H, 1, a, H);
+        #pragma GCC ivdep
+        for (int64_t i = 0; i < B * H; i++) h[i] = SUF(act)(a[i], relu);
+    }
+}
+
+void SUF(rnn_fwd)(const Layer *L) { RUN(SUF(rnn_fwd_k)); }
+
+MEMBER(rnn_bwd_k) {
+    DIMS;
+    const REAL *W = Wh_ + k * H * H;
+    for (int64_t t = T - 1; t >= 0; t--) {
+        const REAL *h = H_AT(t + 1), *dh = TK_AT(L->dH, t + 1);
+        REAL *f = F_AT(t, H), *dhp = TK_AT(L->dH, t);
+        #pragma GCC ivdep
+        for (int64_t i = 0; i < B * H; i++) f[i] = dh[i] * SUF(dact)(h[i], relu);
+        SUF(mm_t)(L, B, H, H, f, H, W, H, 1, dhp, H);
+    }
+}
+
+void SUF(rnn_bwd)(const Layer *L) { RUN(SUF(rnn_bwd_k)); }
+
+/* ---- UGRNN, blocks [c, g]: h = c + g (hp - c) ------------------------------------------ */
+
+MEMBER(ugrnn_fwd_k) {
+    DIMS;
+    const int64_t G = 2 * H;
+    const REAL *W = Wh_ + k * H * G;
+    for (int64_t t = 0; t < T; t++) {
+        REAL *a = A_AT(t, G), *hp = H_AT(t), *h = H_AT(t + 1);
+        SUF(add_bias)(L, k, a, G);
+        SUF(mm)(L, B, H, G, hp, H, W, G, 1, a, G);
+        for (int64_t i = 0; i < B; i++) {
+            REAL *ar = a + i * G, *hr = h + i * H;
+            const REAL *hpr = hp + i * H;
+            #pragma GCC ivdep
+            for (int64_t j = 0; j < H; j++) {
+                REAL c = SUF(act)(ar[j], relu), g = SUF(sigm)(ar[H + j]);
+                ar[j] = c;
+                ar[H + j] = g;
+                hr[j] = c + g * (hpr[j] - c);
+            }
+        }
+    }
+}
+
+void SUF(ugrnn_fwd)(const Layer *L) { RUN(SUF(ugrnn_fwd_k)); }
+
+MEMBER(ugrnn_bwd_k) {
+    DIMS;
+    const int64_t G = 2 * H;
+    const REAL *W = Wh_ + k * H * G;
+    for (int64_t t = T - 1; t >= 0; t--) {
+        const REAL *a = A_AT(t, G), *hp = H_AT(t), *dh = TK_AT(L->dH, t + 1);
+        REAL *f = F_AT(t, G), *dhp = TK_AT(L->dH, t);
+        for (int64_t i = 0; i < B; i++) {
+            const REAL *ar = a + i * G, *hpr = hp + i * H, *dhr = dh + i * H;
+            REAL *fr = f + i * G, *dhpr = dhp + i * H;
+            #pragma GCC ivdep
+            for (int64_t j = 0; j < H; j++) {
+                REAL c = ar[j], g = ar[H + j], d = dhr[j];
+                fr[j] = d * (1 - g) * SUF(dact)(c, relu);
+                fr[H + j] = d * (hpr[j] - c) * (g - g * g);
+                dhpr[j] += d * g;
+            }
+        }
+        SUF(mm_t)(L, B, G, H, f, G, W, G, 1, dhp, H);
+    }
+}
+
+void SUF(ugrnn_bwd)(const Layer *L) { RUN(SUF(ugrnn_bwd_k)); }
+
+/* ---- GRU, blocks [r, u, c]: h = c + u (hp - c) ------------------------------------------
+ * pre (Collins): c = s(a_c + (r hp) W^{ch});  post (torch.nn): c = s(a_c + r n),
+ * n = hp W^{ch} + b^{hn}, kept in N. Scratch: one (B, H) block per member. */
+
+MEMBER(grupre_fwd_k) {
+    DIMS;
+    const int64_t G = 3 * H;
+    const REAL *W = Wh_ + k * H * G;
+    REAL *rh = malloc(sizeof(REAL) * B * H);
+    for (int64_t t = 0; t < T; t++) {
+        REAL *a = A_AT(t, G), *hp = H_AT(t), *h = H_AT(t + 1);
+        SUF(add_bias)(L, k, a, G);
+        SUF(mm)(L, B, H, 2 * H, hp, H, W, G, 1, a, G); /* [a_r, a_u] += hp W^{ru} */
+        for (int64_t i = 0; i < B; i++) {
+            REAL *ar = a + i * G;
+            const REAL *hpr = hp + i * H;
+            #pragma GCC ivdep
+            for (int64_t j = 0; j < 2 * H; j++) ar[j] = SUF(sigm)(ar[j]);
+            #pragma GCC ivdep
+            for (int64_t j = 0; j < H; j++) rh[i * H + j] = ar[j] * hpr[j];
+        }
+        SUF(mm)(L, B, H, H, rh, H, W + 2 * H, G, 1, a + 2 * H, G); /* a_c += (r hp) W^{ch} */
+        for (int64_t i = 0; i < B; i++) {
+            REAL *ar = a + i * G, *hr = h + i * H;
+            const REAL *hpr = hp + i * H;
+            #pragma GCC ivdep
+            for (int64_t j = 0; j < H; j++) {
+                REAL c = SUF(act)(ar[2 * H + j], relu), u = ar[H + j];
+                ar[2 * H + j] = c;
+                hr[j] = c + u * (hpr[j] - c);
+            }
+        }
+    }
+    free(rh);
+}
+
+void SUF(grupre_fwd)(const Layer *L) { RUN(SUF(grupre_fwd_k)); }
+
+MEMBER(grupre_bwd_k) {
+    DIMS;
+    const int64_t G = 3 * H;
+    const REAL *W = Wh_ + k * H * G;
+    REAL *drh = malloc(sizeof(REAL) * B * H);
+    for (int64_t t = T - 1; t >= 0; t--) {
+        const REAL *a = A_AT(t, G), *hp = H_AT(t), *dh = TK_AT(L->dH, t + 1);
+        REAL *f = F_AT(t, G), *dhp = TK_AT(L->dH, t);
+        for (int64_t i = 0; i < B; i++) {
+            const REAL *ar = a + i * G, *hpr = hp + i * H, *dhr = dh + i * H;
+            REAL *fr = f + i * G, *dhpr = dhp + i * H;
+            #pragma GCC ivdep
+            for (int64_t j = 0; j < H; j++) {
+                REAL u = ar[H + j], c = ar[2 * H + j], d = dhr[j];
+                fr[H + j] = d * (hpr[j] - c) * (u - u * u);
+                fr[2 * H + j] = d * (1 - u) * SUF(dact)(c, relu);
+                dhpr[j] += d * u;
+            }
+        }
+        /* d(r hp) = dp_c W^{ch}^T, then dp_r = d(r hp) hp r (1 - r) */
+        SUF(mm_t)(L, B, H, H, f + 2 * H, G, W + 2 * H, G, 0, drh, H);
+        for (int64_t i = 0; i < B; i++) {
+            const REAL *ar = a + i * G, *hpr = hp + i * H, *drhr = drh + i * H;
+            REAL *fr = f + i * G, *dhpr = dhp + i * H;
+            #pragma GCC ivdep
+            for (int64_t j = 0; j < H; j++) {
+                REAL r = ar[j];
+                fr[j] = drhr[j] * hpr[j] * (r - r * r);
+                dhpr[j] += drhr[j] * r;
+            }
+        }
+        SUF(mm_t)(L, B, 2 * H, H, f, G, W, G, 1, dhp, H); /* += [dp_r, dp_u] W^{ru}^T */
+    }
+    free(drh);
+}
+
+void SUF(grupre_bwd)(const Layer *L) { RUN(SUF(grupre_bwd_k)); }
+
+MEMBER(grupost_fwd_k) {
+    DIMS;
+    const int64_t G = 3 * H;
+    const REAL *W = Wh_ + k * H * G, *bhn = (const REAL *)L->bhn + k * H;
+    for (int64_t t = 0; t < T; t++) {
+        REAL *a = A_AT(t, G), *hp = H_AT(t), *h = H_AT(t + 1), *n = TK_AT(L->N, t);
+        SUF(add_bias)(L, k, a, G);
+        SUF(mm)(L, B, H, 2 * H, hp, H, W, G, 1, a, G); /* [a_r, a_u] += hp W^{ru} */
+        for (int64_t i = 0; i < B; i++)
+            #pragma GCC ivdep
+            for (int64_t j = 0; j < H; j++) n[i * H + j] = bhn[j];
+        SUF(mm)(L, B, H, H, hp, H, W + 2 * H, G, 1, n, H); /* n = b^{hn} + hp W^{ch} */
+        for (int64_t i = 0; i < B; i++) {
+            REAL *ar = a + i * G, *hr = h + i * H;
+            const REAL *hpr = hp + i * H, *nr = n + i * H;
+            #pragma GCC ivdep
+            for (int64_t j = 0; j < 2 * H; j++) ar[j] = SUF(sigm)(ar[j]);
+            #pragma GCC ivdep
+            for (int64_t j = 0; j < H; j++) {
+                REAL c = SUF(act)(ar[2 * H + j] + ar[j] * nr[j], relu), u = ar[H + j];
+                ar[2 * H + j] = c;
+                hr[j] = c + u * (hpr[j] - c);
+            }
+        }
+    }
+}
+
+void SUF(grupost_fwd)(const Layer *L) { RUN(SUF(grupost_fwd_k)); }
+
+MEMBER(grupost_bwd_k) {
+    DIMS;
+    const int64_t G = 3 * H;
+    const REAL *W = Wh_ + k * H * G;
+    for (int64_t t = T - 1; t >= 0; t--) {
+        const REAL *a = A_AT(t, G), *hp = H_AT(t), *dh = TK_AT(L->dH, t + 1),
+                   *n = TK_AT(L->N, t);
+        REAL *f = F_AT(t, G), *dhp = TK_AT(L->dH, t), *dn = KT_AT(L->dN, t);
+        for (int64_t i = 0; i < B; i++) {
+            const REAL *ar = a + i * G, *hpr = hp + i * H, *dhr = dh + i * H, *nr = n + i * H;
+            REAL *fr = f + i * G, *dhpr = dhp + i * H, *dnr = dn + i * H;
+            #pragma GCC ivdep
+            for (int64_t j = 0; j < H; j++) {
+                REAL r = ar[j], u = ar[H + j], c = ar[2 * H + j], d = dhr[j];
+                REAL dpc = d * (1 - u) * SUF(dact)(c, relu);
+                fr[j] = dpc * nr[j] * (r - r * r);
+                fr[H + j] = d * (hpr[j] - c) * (u - u * u);
+                fr[2 * H + j] = dpc;
+                dnr[j] = dpc * r;
+                dhpr[j] += d * u;
+            }
+        }
+        SUF(mm_t)(L, B, 2 * H, H, f, G, W, G, 1, dhp, H);         /* [dp_r, dp_u] W^{ru}^T */
+        SUF(mm_t)(L, B, H, H, dn, H, W + 2 * H, G, 1, dhp, H); /* dn W^{ch}^T */
+    }
+}
+
+void SUF(grupost_bwd)(const Layer *L) { RUN(SUF(grupost_bwd_k)); }
+
+/* ---- LSTM, blocks [i, f, o, g], state (h, c): c_t = f c_{t-1} + i g, h = o tanh(c_t) ---- */
+
+MEMBER(lstm_fwd_k) {
+    DIMS;
+    const int64_t G = 4 * H;
+    const REAL *W = Wh_ + k * H * G;
+    for (int64_t t = 0; t < T; t++) {
+        REAL *a = A_AT(t, G), *hp = H_AT(t), *h = H_AT(t + 1);
+        SUF(add_bias)(L, k, a, G);
+        REAL *cp = (REAL *)L->Cs + ((k * (T + 1) + t) * B) * H, *cn = cp + B * H;
+        REAL *tc = KT_AT(L->TC, t);
+        SUF(mm)(L, B, H, G, hp, H, W, G, 1, a, G);
+        for (int64_t i = 0; i < B; i++) {
+            REAL *ar = a + i * G;
+            #pragma GCC ivdep
+            for (int64_t j = 0; j < 3 * H; j++) ar[j] = SUF(sigm)(ar[j]);
+            #pragma GCC ivdep
+            for (int64_t j = 0; j < H; j++) {
+                REAL g = SUF(act)(ar[3 * H + j], relu);
+                REAL c = ar[H + j] * cp[i * H + j] + ar[j] * g;
+                REAL y = TANH(c);
+                ar[3 * H + j] = g;
+                cn[i * H + j] = c;
+                tc[i * H + j] = y;
+                h[i * H + j] = ar[2 * H + j] * y;
+            }
+        }
+    }
+}
+
+void SUF(lstm_fwd)(const Layer *L) { RUN(SUF(lstm_fwd_k)); }
+
+MEMBER(lstm_bwd_k) {
+    DIMS;
+    const int64_t G = 4 * H;
+    const REAL *W = Wh_ + k * H * G;
+    REAL *dc = (REAL *)L->carry + k * B * H; /* dL/dc, carried backwards (zero at T) */
+    for (int64_t t = T - 1; t >= 0; t--) {
+        const REAL *a = A_AT(t, G), *dh = TK_AT(L->dH, t + 1), *tc = KT_AT(L->TC, t);
+        const REAL *cp = (const REAL *)L->Cs + ((k * (T + 1) + t) * B) * H;
+        REAL *f = F_AT(t, G), *dhp = TK_AT(L->dH, t);
+        for (int64_t i = 0; i < B; i++) {
+            const REAL *ar = a + i * G;
+            REAL *fr = f + i * G;
+            #pragma GCC ivdep
+            for (int64_t j = 0; j < H; j++) {
+                const int64_t x = i * H + j;
+                REAL gi = ar[j], gf = ar[H + j], go = ar[2 * H + j], gg = ar[3 * H + j];
+                REAL d = dh[x], y = tc[x];
+                REAL dcv = dc[x] + d * go * (1 - y * y);
+                fr[j] = dcv * gg * (gi - gi * gi);
+                fr[H + j] = dcv * cp[x] * (gf - gf * gf);
+                fr[2 * H + j] = d * y * (go - go * go);
+                fr[3 * H + j] = dcv * gi * SUF(dact)(gg, relu);
+                dc[x] = dcv * gf;
+            }
+        }
+        SUF(mm_t)(L, B, G, H, f, G, W, G, 1, dhp, H);
+    }
+}
+
+void SUF(lstm_bwd)(const Layer *L) { RUN(SUF(lstm_bwd_k)); }
+
+/* ---- +RNN, blocks [y_in, h_in, g_y, g_h]; input width H; outputs y, carries h ----------- */
+
+MEMBER(plusrnn_fwd_k) {
+    DIMS;
+    const int64_t G = 4 * H;
+    const REAL *W = Wh_ + k * H * G;
+    for (int64_t t = 0; t < T; t++) {
+        REAL *a = A_AT(t, G), *hp = H_AT(t), *h = H_AT(t + 1), *y = KT_AT(L->Ys, t);
+        SUF(add_bias)(L, k, a, G);
+        const REAL *x = KT_AT(L->X, t);
+        SUF(mm)(L, B, H, G, hp, H, W, G, 1, a, G);
+        for (int64_t i = 0; i < B; i++) {
+            REAL *ar = a + i * G;
+            #pragma GCC ivdep
+            for (int64_t j = 0; j < H; j++) {
+                const int64_t e = i * H + j;
+                REAL yin = SUF(act)(ar[j], 1), hin = TANH(ar[H + j]);
+                REAL gy = SUF(sigm)(ar[2 * H + j]), gh = SUF(sigm)(ar[3 * H + j]);
+                ar[j] = yin;
+                ar[H + j] = hin;
+                ar[2 * H + j] = gy;
+                ar[3 * H + j] = gh;
+                y[e] = yin + gy * (x[e] - yin);
+                h[e] = hin + gh * (hp[e] - hin);
+            }
+        }
+    }
+}
+
+void SUF(plusrnn_fwd)(const Layer *L) { RUN(SUF(plusrnn_fwd_k)); }
+
+MEMBER(plusrnn_bwd_k) {
+    DIMS;
+    const int64_t G = 4 * H;
+    const REAL *W = Wh_ + k * H * G;
+    REAL *dhc = (REAL *)L->carry + k * B * H; /* dL/dh, carried backwards (zero at T) */
+    for (int64_t t = T - 1; t >= 0; t--) {
+        const REAL *a = A_AT(t, G), *hp = H_AT(t), *x = KT_AT(L->X, t), *dy = KT_AT(L->dY, t);
+        REAL *f = F_AT(t, G);
+        for (int64_t i = 0; i < B; i++) {
+            const REAL *ar = a + i * G;
+            REAL *fr = f + i * G;
+            #pragma GCC ivdep
+            for (int64_t j = 0; j < H; j++) {
+                const int64_t e = i * H + j;
+                REAL yin = ar[j], hin = ar[H + j], gy = ar[2 * H + j], gh = ar[3 * H + j];
+                REAL dyv = dy[e], d = dhc[e];
+                fr[j] = dyv * (1 - gy) * (REAL)(yin > 0);
+                fr[H + j] = d * (1 - gh) * (1 - hin * hin);
+                fr[2 * H + j] = dyv * (x[e] - yin) * (gy - gy * gy);
+                fr[3 * H + j] = d * (hp[e] - hin) * (gh - gh * gh);
+                dhc[e] = d * gh;
+            }
+        }
+        SUF(mm_t)(L, B, G, H, f, G, W, G, 1, dhc, H);
+    }
+}
+
+void SUF(plusrnn_bwd)(const Layer *L) { RUN(SUF(plusrnn_bwd_k)); }
+
+/* ---- minimalRNN: u = sigma(a), h = z + u (hp - z); z precomputed in Z ------------------- */
+
+MEMBER(minimalrnn_fwd_k) {
+    DIMS;
+    const REAL *W = Wh_ + k * H * H;
+    for (int64_t t = 0; t < T; t++) {
+        REAL *a = A_AT(t, H), *hp = H_AT(t), *h = H_AT(t + 1);
+        SUF(add_bias)(L, k, a, H);
+        const REAL *z = KT_AT(L->Z, t);
+        SUF(mm)(L, B, H, H, hp, H, W, H, 1, a, H);
+        #pragma GCC ivdep
+        for (int64_t i = 0; i < B * H; i++) {
+            REAL u = SUF(sigm)(a[i]);
+            a[i] = u;
+            h[i] = z[i] + u * (hp[i] - z[i]);
+        }
+    }
+}
+
+void SUF(minimalrnn_fwd)(const Layer *L) { RUN(SUF(minimalrnn_fwd_k)); }
+
+MEMBER(minimalrnn_bwd_k) {
+    DIMS;
+    const REAL *W = Wh_ + k * H * H;
+    for (int64_t t = T - 1; t >= 0; t--) {
+        const REAL *u = A_AT(t, H), *hp = H_AT(t), *z = KT_AT(L->Z, t),
+                   *dh = TK_AT(L->dH, t + 1);
+        REAL *f = F_AT(t, H), *dhp = TK_AT(L->dH, t);
+        #pragma GCC ivdep
+        for (int64_t i = 0; i < B * H; i++) {
+            f[i] = dh[i] * (hp[i] - z[i]) * (u[i] - u[i] * u[i]);
+            dhp[i] += dh[i] * u[i];
+        }
+        SUF(mm_t)(L, B, H, H, f, H, W, H, 1, dhp, H);
+    }
+}
+
+void SUF(minimalrnn_bwd)(const Layer *L) { RUN(SUF(minimalrnn_bwd_k)); }

@@ -1,0 +1,97 @@
+"""The native C time loops (rnnsweep/kernels/native): build, cache, fallback, arithmetic.
+
+Their equivalence with the per-step reference, cell by cell, is in test_kernels.py
+(every test there runs with both loops). Here: the build on this machine, the cache
+(keyed, reused, no temporary files left), the fallback when the build fails, and
+the float32 exp polynomial behind sigmoid/tanh against float64 NumPy, including
+saturated and non-finite pre-activations.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from rnnsweep.cells import InitConfig, ModelConfig, PackedRNN
+from rnnsweep.kernels import _native, fused_forward, fused_layer_forward
+
+HAS_CC = shutil.which("cc") is not None or shutil.which("gcc") is not None
+
+
+@pytest.fixture
+def fresh_build(tmp_path, monkeypatch):
+    """A private cache directory and a forgotten library; restored afterwards."""
+    monkeypatch.setenv("RNNSWEEP_CACHE", str(tmp_path))
+    _native._library.cache_clear()
+    yield tmp_path
+    _native._library.cache_clear()
+
+
+@pytest.mark.skipif(not HAS_CC, reason="no C compiler on this machine")
+def test_native_loops_build_here(monkeypatch):
+    monkeypatch.delenv(_native.ENV_SWITCH, raising=False)
+    assert _native.available(), _native.status()
+    assert _native.status().startswith("native C loops")
+    assert _native.enabled(torch.zeros(1))
+    assert not _native.enabled(torch.zeros(1, dtype=torch.float16))
+    monkeypatch.setenv(_native.ENV_SWITCH, "0")
+    assert not _native.enabled(torch.zeros(1))
+    assert _native.status() == f"torch ops ({_native.ENV_SWITCH}=0)"
+
+
+@pytest.mark.skipif(not HAS_CC, reason="no C compiler on this machine")
+def test_build_is_cached_under_a_key(fresh_build):
+    first = _native._build()
+    assert first.parent == fresh_build / "native" and first.name.startswith("layers-")
+    stamp = first.stat().st_mtime_ns
+    assert _native._build() == first and first.stat().st_mtime_ns == stamp  # reused
+    assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temporaries left
+    assert _native.available()
+
+
+def test_failed_build_falls_back_to_torch_ops(fresh_build, monkeypatch):
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    assert not _native.available()
+    assert "native loops unavailable" in _native.status() and "false failed" in _native.status()
+    assert not _native.enabled(torch.zeros(1))
+    assert not list((fresh_build / "native").glob("*"))  # nothing half-written
+    cfg = ModelConfig("ugrnn", 3, 2, 5, 2)
+    model = PackedRNN(cfg, [InitConfig(seed=k) for k in range(2)], dtype=torch.float64)
+    x = torch.randn(2, 4, 3, 3, dtype=torch.float64)
+    torch.testing.assert_close(fused_forward(model, x), model.forward(x), rtol=1e-12, atol=1e-12)
+
+
+def _one_step(arch: str, x: torch.Tensor) -> torch.Tensor:
+    """The first step of a layer with W^h = 0, s0 = 0, biases 0 and W^x = [I, I, ...]:
+    every gate's pre-activation is x itself. ``x`` is ``(K, 1, B, H)``."""
+    K, _, _, H = x.shape
+    cfg = ModelConfig(arch, H, 1, H, 1)
+    model = PackedRNN(cfg, [InitConfig(seed=k) for k in range(K)], dtype=x.dtype)
+    p = {name: torch.zeros_like(t) for name, t in model.layer_params(0).items()}
+    G = p["Wx"].shape[-1] // H
+    p["Wx"] = torch.eye(H, dtype=x.dtype).repeat(1, G).expand(K, H, G * H).contiguous()
+    with torch.no_grad():
+        return fused_layer_forward(model.cell, p, x, "tanh")
+
+
+@pytest.mark.skipif(not HAS_CC, reason="no C compiler on this machine")
+@pytest.mark.parametrize("arch", ["rnn", "ugrnn"])
+def test_float32_gates_against_numpy(arch, monkeypatch):
+    """tanh (rnn: h = tanh(x)) and tanh/sigmoid together (ugrnn: h = tanh(x) (1 - sigma(x)))
+    over [-100, 100], absolute error against float64 NumPy; then +-inf and NaN."""
+    monkeypatch.setenv(_native.ENV_SWITCH, "1")
+    grid = np.concatenate([np.linspace(-100, 100, 4001), np.linspace(-1e-3, 1e-3, 201)])
+    x64 = grid.reshape(1, 1, -1, 1)  # (K=1, T=1, B, H=1): no zero weights to meet an inf
+    h = _one_step(arch, torch.tensor(x64, dtype=torch.float32)).double().numpy()
+    want = np.tanh(x64) if arch == "rnn" else np.tanh(x64) / (1 + np.exp(x64))
+    assert np.abs(h - want).max() < 3e-7
+    special = torch.tensor([np.inf, -np.inf, np.nan, 0.0], dtype=torch.float32)
+    h = _one_step(arch, special.reshape(1, 1, 4, 1))[0, 0, :, 0]
+    assert h[3] == 0 and torch.isnan(h[2])
+    if arch == "rnn":
+        assert h[0] == 1 and h[1] == -1
+    else:  # tanh(inf) (1 - sigma(inf)) = 0; tanh(-inf) (1 - sigma(-inf)) = -1
+        assert abs(h[0]) < 1e-30 and h[1] == -1
