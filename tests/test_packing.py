@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rnnsweep.cells import InitConfig, ModelConfig
+from rnnsweep.cells import InitConfig, ModelConfig, PackedRNN
 from rnnsweep.tasks import make_task
 from rnnsweep.train import MemberSpec, TrainConfig, train_pack
 
@@ -42,6 +42,16 @@ def _close(a: list[float], b: list[float], rel: float) -> None:
             assert y == pytest.approx(x, rel=rel, abs=1e-7)
 
 
+def _same_diagnostics(alone, packed) -> None:
+    """Per-trial diagnostics (Jacobian norm, Lyapunov exponent, spectrum, region) at
+    init and at the end do not depend on the pack either."""
+    for when in ("diag_init", "diag_final"):
+        a, b = getattr(alone, when), getattr(packed, when)
+        assert a and a.keys() == b.keys(), when
+        for key, value in a.items():
+            assert b[key] == pytest.approx(value, rel=1e-3, abs=1e-6, nan_ok=True), (when, key)
+
+
 @pytest.mark.parametrize("arch", ["ugrnn", "gru", "lstm"])
 def test_alone_equals_inside_a_pack_of_32(arch):
     cfg = ModelConfig(arch, TASK.n_in, TASK.n_out, 12, 2)
@@ -52,6 +62,7 @@ def test_alone_equals_inside_a_pack_of_32(arch):
         alone = train_pack(TASK, cfg, kinds[k], [members[k]], CFG, impl="fused")[0]
         assert alone.diverged == packed[k].diverged
         _close(_losses(alone), _losses(packed[k]), rel=1e-5)
+        _same_diagnostics(alone, packed[k])
 
 
 def test_fused_training_matches_reference_training():
@@ -74,3 +85,27 @@ def test_a_diverging_member_does_not_touch_the_others():
     for a, b in zip(rest, without, strict=True):
         assert a.diverged == b.diverged
         assert _losses(a) == _losses(b)  # bit for bit: no member reads another's slice
+
+
+def test_frozen_members_leave_the_pack(monkeypatch):
+    """Diverged members are dropped from the live pack (it shrinks), and every member's
+    results, diverged or not, are still those it gets trained alone."""
+    cfg = ModelConfig("ugrnn", TASK.n_in, TASK.n_out, 12, 2)
+    bomb = lambda seed: MemberSpec(lr=1e3, clip=math.inf, init=InitConfig(seed=seed))  # noqa: E731
+    members = [_member(0), bomb(98), _member(1), _member(2), bomb(99)]
+    sizes = []
+    real_subset = PackedRNN.subset
+
+    def spy(self, idx):
+        sizes.append(len(idx))
+        return real_subset(self, idx)
+
+    monkeypatch.setattr(PackedRNN, "subset", spy)
+    packed = train_pack(TASK, cfg, "sgd", members, CFG, impl="fused")
+    assert sizes and sizes[-1] == 3, f"the pack never shrank to its 3 survivors: {sizes}"
+    assert [r.diverged for r in packed] == [False, True, False, False, True]
+    for member, res in zip(members, packed, strict=True):
+        alone = train_pack(TASK, cfg, "sgd", [member], CFG, impl="fused")[0]
+        assert (alone.diverged, alone.diverged_at) == (res.diverged, res.diverged_at)
+        _close(_losses(alone), _losses(res), rel=1e-5)
+        _same_diagnostics(alone, res)  # the frozen members' final map too

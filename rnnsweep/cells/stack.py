@@ -8,6 +8,7 @@ output (SCIENCE.md section 2). Its ``forward`` is the per-step reference.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -174,6 +175,30 @@ class PackedRNN(nn.Module):
         self.b_out = nn.Parameter(
             torch.stack([b for _, b in readouts]).to(device=device, dtype=dtype)  # (K, 1, O)
         )
+
+    def subset(self, idx: Sequence[int]) -> PackedRNN:
+        """A pack of this pack's members ``idx`` (positions), with their current parameters.
+
+        Nothing is re-initialised: every parameter and buffer is this one's rows ``idx``.
+        """
+        sel = torch.as_tensor(list(idx), dtype=torch.long, device=self.W_out.device)
+        with torch.no_grad():
+            new = copy.deepcopy(self)
+            for p in new.parameters():
+                p.grad = None
+                p.data = p.data.index_select(0, sel)
+            for name, buf in list(new.named_buffers()):
+                new.register_buffer(name, buf.index_select(0, sel))
+        new.members = tuple(self.members[i] for i in idx)
+        new.K = len(new.members)
+        return new
+
+    def write_members(self, src: PackedRNN, idx: Sequence[int]) -> None:
+        """Copy ``src``'s parameters (all its members) into this pack's members ``idx``."""
+        sel = torch.as_tensor(list(idx), dtype=torch.long, device=self.W_out.device)
+        with torch.no_grad():
+            for mine, theirs in zip(self.parameters(), src.parameters(), strict=True):
+                mine.index_copy_(0, sel, theirs)
 
     @property
     def n_params(self) -> int:

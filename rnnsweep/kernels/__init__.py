@@ -46,7 +46,7 @@ extra row for ``h_{-1}`` and *is* the layer output, shared with the layer above)
     ugrnn        A = [c, g], Hs                      3 N
     gru (pre)    A = [r, u, c], Hs                   4 N  (r h rebuilt in bulk)
     gru (post)   A = [r, u, c], n, Hs                5 N
-    lstm         A = [i, f, o, g], c, tanh(c), Hs    7 N
+    lstm         A = [i, f, o, g], c, Hs             6 N  (tanh(c) recomputed backwards)
     plusrnn      A = [y_in, h_in, g_y, g_h], Hs      5 N  (+ the projected input, layer 0)
     minimalrnn   u, z, Hs                            3 N
 

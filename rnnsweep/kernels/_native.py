@@ -68,7 +68,6 @@ _FIELDS = (
     "Ys",
     "dY",
     "Cs",
-    "TC",
     "N",
     "dN",
     "Z",
@@ -76,7 +75,7 @@ _FIELDS = (
     "carry",
 )
 # Fields the C code writes; the others are read only (and may be copied to be dense).
-_WRITTEN = frozenset({"A", "Hs", "F", "dH", "Ys", "Cs", "TC", "N", "dN", "carry"})
+_WRITTEN = frozenset({"A", "Hs", "F", "dH", "Ys", "Cs", "N", "dN", "carry"})
 
 
 def _shape(field: str, K: int, T: int, B: int, H: int, W: int) -> tuple[int, ...]:
@@ -92,7 +91,7 @@ def _shape(field: str, K: int, T: int, B: int, H: int, W: int) -> tuple[int, ...
         "bias": (K, 1, W),
         "bhn": (K, 1, H),
         "carry": (K, B, H),
-    }.get(field, (K, T, B, H))  # TC, X, Ys, dY, Z, dN
+    }.get(field, (K, T, B, H))  # X, Ys, dY, Z, dN
 
 
 class _Layer(ctypes.Structure):

@@ -268,7 +268,8 @@ class LSTMKernel(SequenceKernel):
     ``c_t = f c_{t-1} + i g``, ``h_t = o tanh(c_t)``. Backward, with the carried
     ``dc``: ``dc += dh o (1 - tanh^2 c_t)``; ``dp_i = dc g i(1-i)``,
     ``dp_f = dc c_{t-1} f(1-f)``, ``dp_o = dh tanh(c_t) o(1-o)``, ``dp_g = dc i s'(g)``;
-    ``dc_{t-1} = dc f``; ``dh_{t-1} += dp W^h^T``. Saves A, Cs = c and TC = tanh(c).
+    ``dc_{t-1} = dc f``; ``dh_{t-1} += dp W^h^T``. Saves A and Cs = c; ``tanh(c_t)`` is
+    recomputed backwards (one more pass over c, N fewer elements saved per layer).
     """
 
     n_gates = 4
@@ -276,15 +277,14 @@ class LSTMKernel(SequenceKernel):
 
     def native_tensors(self, r: Run, direction: str) -> dict[str, Tensor]:
         if direction == "fwd":
-            return {"Cs": r.Cs, "TC": r.TC}
-        return {"Cs": r.Cs, "TC": r.TC, "carry": r.dc}
+            return {"Cs": r.Cs}
+        return {"Cs": r.Cs, "carry": r.dc}
 
     def prepare_forward(self, r: Run) -> None:
         H = r.H
         r.Cs = r.A.new_empty(r.K, r.T + 1, r.B, H)  # (K, T+1, B, H): c_{-1}, c_0, ...
         r.Cs[:, 0] = r.p["s0"][..., H:]
-        r.TC = r.A.new_empty(r.K, r.T, r.B, H)  # (K, T, B, H): tanh(c_t)
-        r.cs, r.tc = r.Cs.unbind(1), r.TC.unbind(1)
+        r.cs = r.Cs.unbind(1)
         r.ifo = r.A[..., : 3 * H].unbind(1)
         r.i, r.f, r.o, r.g = blocks(r.A, H)
         r.S_ifo, r.S_g = r.S.split([3 * H, H], dim=-1)
@@ -294,11 +294,11 @@ class LSTMKernel(SequenceKernel):
         torch.sigmoid(r.S_ifo, out=r.ifo[t])
         g = act(r.S_g, r.s, out=r.g[t])
         c = torch.mul(r.f[t], r.cs[t], out=r.cs[t + 1]).addcmul_(r.i[t], g)  # c_t
-        tc = act(c, "tanh", out=r.tc[t])
+        tc = act(c, "tanh", out=r.tmp)  # tanh(c_t), not saved
         torch.mul(r.o[t], tc, out=r.h[t + 1])  # h_t = o tanh(c_t)
 
     def saved(self, r: Run) -> dict[str, Tensor]:
-        return {"A": r.A, "Hs": r.Hs, "Cs": r.Cs, "TC": r.TC}
+        return {"A": r.A, "Hs": r.Hs, "Cs": r.Cs}
 
     def prepare_backward(self, r: Run) -> None:
         super().prepare_backward(r)
@@ -314,7 +314,8 @@ class LSTMKernel(SequenceKernel):
     def factors(self, r: Run, lo: int, hi: int) -> None:
         gi, gf, go, gg = r.A[:, lo:hi].split(r.H, dim=-1)  # (K, n, B, H): i, f, o, g
         Fi, Ff, Fo, Fg = r.F[:, lo:hi].split(r.H, dim=-1)
-        tc = r.TC[:, lo:hi]
+        c = r.Cs[:, lo + 1 : hi + 1]  # (K, n, B, H): c_t
+        tc = act(c, "tanh", out=torch.empty(c.shape, dtype=c.dtype, device=c.device))
         torch.mul(gg, _slope(gi), out=Fi)  # g i (1 - i)
         torch.mul(r.Cs[:, lo:hi], _slope(gf), out=Ff)  # c_{t-1} f (1 - f)
         torch.mul(tc, _slope(go), out=Fo)  # tanh(c_t) o (1 - o)

@@ -210,10 +210,12 @@ def _unit_rows(v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _gaussian(shape: tuple[int, ...], like: torch.Tensor, seed: int) -> torch.Tensor:
-    """Reproducible N(0, 1) probes, drawn on the CPU so the device does not change them."""
+    """Reproducible N(0, 1) probes ``(K, ...)``, drawn on the CPU so the device does not
+    change them. Every member gets the same draw, so a member's diagnostics do not
+    depend on its position in the pack or on the pack's size."""
     gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(shape, generator=gen, dtype=torch.float64)
-    return z.to(device=like.device, dtype=like.dtype)
+    z = torch.randn(shape[1:], generator=gen, dtype=torch.float64).expand(shape)
+    return z.to(device=like.device, dtype=like.dtype).contiguous()
 
 
 def _linearize(

@@ -100,6 +100,50 @@ def _diagnose(model: PackedRNN, x: torch.Tensor) -> list[dict]:
         return [{} for _ in range(model.K)]
 
 
+class _LivePack:
+    """The members still training, as one pack: shrinks as members freeze.
+
+    A frozen (diverged) member's parameters never change again, so computing it on
+    would be wasted work: :meth:`compact` copies the live parameters back into the
+    full pack (which keeps every member for the final diagnostics) and goes on with
+    the active members only, each with its own optimizer state, clipping threshold
+    and data stream. No member's numbers depend on which others share its pack.
+    """
+
+    def __init__(self, full, impl, opt, clip, gens, eval_one, device, dtype) -> None:
+        self.full, self.impl, self.opt = full, impl, opt
+        self.eval_one, self.device, self.dtype = eval_one, device, dtype
+        self.clip, self.gens = clip, gens
+        self.ids = list(range(full.K))  # live position -> member position
+        self._use(full)
+
+    def _use(self, model: PackedRNN) -> None:
+        self.model = model
+        self.forward = _forward_fn(model, self.impl)
+        self.params = list(model.parameters())
+        self.live = torch.tensor(self.ids, dtype=torch.long, device=self.device)
+        n = len(self.ids)
+        self.eval_batch = Batch.stack([self.eval_one] * n).to(self.device, self.dtype)
+
+    def compact(self, active: torch.Tensor) -> torch.Tensor:
+        """Keep the active members only; returns the new (all-true) active mask."""
+        keep = torch.nonzero(active).flatten()
+        pos = keep.tolist()
+        self.write_back()
+        model = self.model.subset(pos)
+        self.opt.keep(keep, list(model.parameters()))
+        self.clip = self.clip[keep]
+        self.gens = [self.gens[i] for i in pos]
+        self.ids = [self.ids[i] for i in pos]
+        self._use(model)
+        return torch.ones(len(pos), dtype=torch.bool, device=self.device)
+
+    def write_back(self) -> None:
+        """Copy the live members' parameters into the full pack."""
+        if self.model is not self.full:
+            self.full.write_members(self.model, self.ids)
+
+
 def _data_seed(seed: int) -> int:
     """A member's training-data seed, decorrelated from its initialisation seed."""
     return (seed * 2_654_435_761 + 97) % (2**63 - 1)
@@ -133,16 +177,16 @@ def train_pack(
         keep_freed_buffers()  # per-step buffers stay on the heap (see rnnsweep.kernels.heap)
 
     # 1. Model, per-member hyperparameters, optimizer, data streams and held-out set.
-    model = PackedRNN(model_cfg, [m.init for m in members], dtype=dtype, device=device)
-    forward = _forward_fn(model, impl)
-    params = list(model.parameters())
+    full = PackedRNN(model_cfg, [m.init for m in members], dtype=dtype, device=device)
     lr = torch.tensor([m.lr for m in members], dtype=dtype, device=device)  # (K,)
     clip = torch.tensor([m.clip for m in members], dtype=dtype, device=device)  # (K,)
-    opt = PackedOptimizer(params, kinds, lr, momentum=cfg.momentum)
+    opt = PackedOptimizer(list(full.parameters()), kinds, lr, momentum=cfg.momentum)
     gens = [torch.Generator().manual_seed(_data_seed(m.init.seed)) for m in members]
     eval_one = task.eval_batch(cfg.eval_seed, cfg.eval_size)
-    eval_batch = Batch.stack([eval_one] * K).to(device, dtype)  # (K, T, B_eval, ...)
+    pack = _LivePack(full, impl, opt, clip, gens, eval_one, device, dtype)
 
+    # Per-member records, indexed by the member's position in ``members``; ``active``
+    # and the tensors of ``pack`` are indexed by position in the live pack.
     active = torch.ones(K, dtype=torch.bool, device=device)
     diverged_at: list[int | None] = [None] * K
     initial = torch.full((K,), math.nan, dtype=dtype, device=device)
@@ -153,19 +197,19 @@ def train_pack(
     def evaluate(step: int, train_loss: torch.Tensor) -> None:
         nonlocal active
         with torch.no_grad():
-            out = forward(eval_batch.x)
-            ev = task.loss(out, eval_batch)  # (K,)
-            met = task.metric(out, eval_batch)  # (K,)
+            out = pack.forward(pack.eval_batch.x)
+            ev = task.loss(out, pack.eval_batch)  # (n,)
+            met = task.metric(out, pack.eval_batch)  # (n,)
         # The held-out loss obeys the same rule as the training loss: an update
         # that blows the model up is caught at the evaluation that follows it.
-        limit = cfg.divergence_factor * initial
+        limit = cfg.divergence_factor * initial[pack.live]
         bad = active & ~(torch.isfinite(ev) & (ev <= limit))
         for k in torch.nonzero(bad).flatten().tolist():
-            diverged_at[k] = step
+            diverged_at[pack.ids[k]] = step
         active = active & ~bad
-        for k in range(K):
-            if diverged_at[k] is None or diverged_at[k] == step:
-                curves[k].append(
+        for k, orig in enumerate(pack.ids):
+            if diverged_at[orig] is None or diverged_at[orig] == step:
+                curves[orig].append(
                     {
                         "step": step,
                         "train_loss": float(train_loss[k]),
@@ -173,23 +217,23 @@ def train_pack(
                         "eval_metric": float(met[k]),
                     }
                 )
-        last_eval.copy_(torch.where(active, ev, last_eval))
-        last_metric.copy_(torch.where(active, met, last_metric))
+        last_eval[pack.live] = torch.where(active, ev, last_eval[pack.live])
+        last_metric[pack.live] = torch.where(active, met, last_metric[pack.live])
 
     # 1b. Smoothness diagnostics of the initial map, on a few held-out sequences.
-    diag_x = eval_batch.x[:, :, : cfg.diagnostic_sequences]  # (K, T, b, I)
+    diag_x = pack.eval_batch.x[:, :, : cfg.diagnostic_sequences]  # (K, T, b, I)
     diag_time = 0.0
     diag_init: list[dict] = [{} for _ in range(K)]
     if cfg.diagnostics:
         t_diag = time.perf_counter()
-        diag_init = _diagnose(model, diag_x)
+        diag_init = _diagnose(full, diag_x)
         diag_time += time.perf_counter() - t_diag
 
     def freeze(bad: torch.Tensor, step: int, losses: torch.Tensor) -> torch.Tensor:
-        """Record members ``bad`` (K,) as diverged at ``step``; returns the new active mask."""
+        """Record live members ``bad`` (n,) as diverged at ``step``; returns the new active mask."""
         for k in torch.nonzero(bad).flatten().tolist():
-            diverged_at[k] = step
-            curves[k].append(
+            diverged_at[pack.ids[k]] = step
+            curves[pack.ids[k]].append(
                 {
                     "step": step,
                     "train_loss": float(losses[k].detach()),
@@ -201,15 +245,21 @@ def train_pack(
 
     step = 0
     for step in range(cfg.steps):
-        # 2. Forward every member on its own batch.
-        batch = Batch.stack([task.sample(g, cfg.batch_size) for g in gens]).to(device, dtype)
-        losses = task.loss(forward(batch.x), batch)  # (K,)
+        # 2. Drop frozen members from the pack (their parameters are final), then
+        #    forward every live member on its own batch.
+        if not bool(active.any()):  # the last ones diverged at an evaluation
+            break
+        if not bool(active.all()):
+            active = pack.compact(active)
+        batch = Batch.stack([task.sample(g, cfg.batch_size) for g in pack.gens]).to(device, dtype)
+        losses = task.loss(pack.forward(batch.x), batch)  # (n,)
         if step == 0:
             initial = losses.detach().clone()
             evaluate(0, losses.detach())
 
         # 3. Divergence: non-finite, or above divergence_factor x the initial loss.
-        bad = active & ~(torch.isfinite(losses) & (losses <= cfg.divergence_factor * initial))
+        limit = cfg.divergence_factor * initial[pack.live]
+        bad = active & ~(torch.isfinite(losses) & (losses <= limit))
         active = freeze(bad, step, losses)
         if not bool(active.any()):
             break
@@ -221,7 +271,7 @@ def train_pack(
 
         # 5. Per-member clipping, then a masked batched update. A non-finite
         #    gradient norm is divergence too (the loss was finite, its slope not).
-        norms = clip_grad_norm_packed(params, clip)
+        norms = clip_grad_norm_packed(pack.params, pack.clip)
         bad = active & ~torch.isfinite(norms)
         active = freeze(bad, step, losses)
         opt.step(active)
@@ -234,10 +284,11 @@ def train_pack(
             evaluate(done, losses.detach())
 
     # 7. Diagnostics of the trained map (a diverged member's last finite one).
+    pack.write_back()
     diag_final: list[dict] = [{} for _ in range(K)]
     if cfg.diagnostics:
         t_diag = time.perf_counter()
-        diag_final = _diagnose(model, diag_x)
+        diag_final = _diagnose(full, diag_x)
         diag_time += time.perf_counter() - t_diag
 
     # 8. One result per member.

@@ -130,6 +130,20 @@ class PackedOptimizer:
                 v.copy_(torch.where(act, v_new, v))
             p.copy_(torch.where(act, p - upd, p))
 
+    def keep(self, idx: torch.Tensor, params: Sequence[torch.Tensor]) -> None:
+        """Go on with members ``idx`` ``(n,)`` only, now living in ``params`` (a pack of n).
+
+        Each kept member's state (moments, step count, learning rate, optimizer kind)
+        moves with it unchanged, so its updates are those it would get in any pack.
+        """
+        sel = idx.tolist()
+        self.params = list(params)
+        self.kinds = [self.kinds[i] for i in sel]
+        self.kind = self.kinds[0] if len(set(self.kinds)) == 1 else "mixed"
+        self.masks = {k: m[idx] for k, m in self.masks.items() if k in self.kinds}
+        self.lr, self.t = self.lr[idx], self.t[idx]
+        self.state = [(m[idx], None if v is None else v[idx]) for m, v in self.state]
+
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None

@@ -306,7 +306,6 @@ MEMBER(lstm_fwd_k) {
         REAL *a = A_AT(t, G), *hp = H_AT(t), *h = H_AT(t + 1);
         SUF(add_bias)(L, k, a, G);
         REAL *cp = (REAL *)L->Cs + ((k * (T + 1) + t) * B) * H, *cn = cp + B * H;
-        REAL *tc = KT_AT(L->TC, t);
         SUF(mm)(L, B, H, G, hp, H, W, G, 1, a, G);
         for (int64_t i = 0; i < B; i++) {
             REAL *ar = a + i * G;
@@ -319,7 +318,6 @@ MEMBER(lstm_fwd_k) {
                 REAL y = TANH(c);
                 ar[3 * H + j] = g;
                 cn[i * H + j] = c;
-                tc[i * H + j] = y;
                 h[i * H + j] = ar[2 * H + j] * y;
             }
         }
@@ -334,7 +332,7 @@ MEMBER(lstm_bwd_k) {
     const REAL *W = Wh_ + k * H * G;
     REAL *dc = (REAL *)L->carry + k * B * H; /* dL/dc, carried backwards (zero at T) */
     for (int64_t t = T - 1; t >= 0; t--) {
-        const REAL *a = A_AT(t, G), *dh = TK_AT(L->dH, t + 1), *tc = KT_AT(L->TC, t);
+        const REAL *a = A_AT(t, G), *dh = TK_AT(L->dH, t + 1);
         const REAL *cp = (const REAL *)L->Cs + ((k * (T + 1) + t) * B) * H;
         REAL *f = F_AT(t, G), *dhp = TK_AT(L->dH, t);
         for (int64_t i = 0; i < B; i++) {
@@ -344,7 +342,7 @@ MEMBER(lstm_bwd_k) {
             for (int64_t j = 0; j < H; j++) {
                 const int64_t x = i * H + j;
                 REAL gi = ar[j], gf = ar[H + j], go = ar[2 * H + j], gg = ar[3 * H + j];
-                REAL d = dh[x], y = tc[x];
+                REAL d = dh[x], y = TANH(cp[B * H + x]); /* tanh(c_t), recomputed */
                 REAL dcv = dc[x] + d * go * (1 - y * y);
                 fr[j] = dcv * gg * (gi - gi * gi);
                 fr[H + j] = dcv * cp[x] * (gf - gf * gf);
