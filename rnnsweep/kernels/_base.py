@@ -209,6 +209,8 @@ class SequenceKernel:
         # the vanilla RNN saves no A; the +RNN carries dL/dh in a (K, B, H) buffer, not dH
         names = ("Hs", "Wh", "A") + (("F", "dH") if direction == "bwd" else ("bias",))
         tensors = {name: vars(r)[name] for name in names if name in vars(r)}
+        if direction == "bwd":  # dense, so each step's product reads it untransposed
+            tensors["WhT"] = r.Wh.transpose(1, 2).contiguous()
         tensors |= self.native_tensors(r, direction)
         _native.run(f"{self.native}_{direction}", r.s, (r.K, r.T, r.B, r.H), tensors)
 

@@ -3,7 +3,8 @@
  *
  * Notation as in rnnsweep/kernels/_zoo.py: a = pre-activation, hp = h_{t-1},
  * dh = dL/dh_t, f = dL/d(pre) written into F. Row-major products go through the
- * column-major BLAS as C^T = B^T A^T, so no operand is ever copied.
+ * column-major BLAS as C^T = B^T A^T; backwards they read W^h^T, transposed once per
+ * call by the caller (a transposed operand measured ~20% slower at these sizes).
  */
 
 typedef void (*SUF(gemm_t))(const char *, const char *, const int *, const int *, const int *,
@@ -18,16 +19,6 @@ static inline void SUF(mm)(const Layer *L, int64_t rows, int64_t k, int64_t n, c
               ldc_ = (int)ldc;
     const REAL one = 1;
     ((SUF(gemm_t))L->gemm)("N", "N", &m_, &n_, &k_, &one, w, &lda, h, &ldb, &beta, c, &ldc_);
-}
-
-/* c (rows x m, ldc) = beta c + p (rows x k, ldp) @ w^T, w (m x k, row stride ldw) */
-static inline void SUF(mm_t)(const Layer *L, int64_t rows, int64_t k, int64_t m, const REAL *p,
-                             int64_t ldp, const REAL *w, int64_t ldw, REAL beta, REAL *c,
-                             int64_t ldc) {
-    const int m_ = (int)m, n_ = (int)rows, k_ = (int)k, lda = (int)ldw, ldb = (int)ldp,
-              ldc_ = (int)ldc;
-    const REAL one = 1;
-    ((SUF(gemm_t))L->gemm)("T", "N", &m_, &n_, &k_, &one, w, &lda, p, &ldb, &beta, c, &ldc_);
 }
 
 /* a (B x W) += the member's input bias b + b^{fg}: added per step while the rows are hot
@@ -100,13 +91,13 @@ void SUF(rnn_fwd)(const Layer *L) { RUN(SUF(rnn_fwd_k)); }
 
 MEMBER(rnn_bwd_k) {
     DIMS;
-    const REAL *W = Wh_ + k * H * H;
+    const REAL *WT = (const REAL *)L->WhT + k * H * H; /* (W, H): W^h transposed */
     for (int64_t t = T - 1; t >= 0; t--) {
         const REAL *h = H_AT(t + 1), *dh = TK_AT(L->dH, t + 1);
         REAL *f = F_AT(t, H), *dhp = TK_AT(L->dH, t);
         #pragma GCC ivdep
         for (int64_t i = 0; i < B * H; i++) f[i] = dh[i] * SUF(dact)(h[i], relu);
-        SUF(mm_t)(L, B, H, H, f, H, W, H, 1, dhp, H);
+        SUF(mm)(L, B, H, H, f, H, WT, H, 1, dhp, H);
     }
 }
 
@@ -141,7 +132,7 @@ void SUF(ugrnn_fwd)(const Layer *L) { RUN(SUF(ugrnn_fwd_k)); }
 MEMBER(ugrnn_bwd_k) {
     DIMS;
     const int64_t G = 2 * H;
-    const REAL *W = Wh_ + k * H * G;
+    const REAL *WT = (const REAL *)L->WhT + k * H * G; /* (W, H): W^h transposed */
     for (int64_t t = T - 1; t >= 0; t--) {
         const REAL *a = A_AT(t, G), *hp = H_AT(t), *dh = TK_AT(L->dH, t + 1);
         REAL *f = F_AT(t, G), *dhp = TK_AT(L->dH, t);
@@ -156,7 +147,7 @@ MEMBER(ugrnn_bwd_k) {
                 dhpr[j] += d * g;
             }
         }
-        SUF(mm_t)(L, B, G, H, f, G, W, G, 1, dhp, H);
+        SUF(mm)(L, B, G, H, f, G, WT, H, 1, dhp, H);
     }
 }
 
@@ -203,7 +194,7 @@ void SUF(grupre_fwd)(const Layer *L) { RUN(SUF(grupre_fwd_k)); }
 MEMBER(grupre_bwd_k) {
     DIMS;
     const int64_t G = 3 * H;
-    const REAL *W = Wh_ + k * H * G;
+    const REAL *WT = (const REAL *)L->WhT + k * H * G; /* (W, H): W^h transposed */
     REAL *drh = malloc(sizeof(REAL) * B * H);
     for (int64_t t = T - 1; t >= 0; t--) {
         const REAL *a = A_AT(t, G), *hp = H_AT(t), *dh = TK_AT(L->dH, t + 1);
@@ -220,7 +211,7 @@ MEMBER(grupre_bwd_k) {
             }
         }
         /* d(r hp) = dp_c W^{ch}^T, then dp_r = d(r hp) hp r (1 - r) */
-        SUF(mm_t)(L, B, H, H, f + 2 * H, G, W + 2 * H, G, 0, drh, H);
+        SUF(mm)(L, B, H, H, f + 2 * H, G, WT + (2 * H) * H, H, 0, drh, H);
         for (int64_t i = 0; i < B; i++) {
             const REAL *ar = a + i * G, *hpr = hp + i * H, *drhr = drh + i * H;
             REAL *fr = f + i * G, *dhpr = dhp + i * H;
@@ -231,7 +222,7 @@ MEMBER(grupre_bwd_k) {
                 dhpr[j] += drhr[j] * r;
             }
         }
-        SUF(mm_t)(L, B, 2 * H, H, f, G, W, G, 1, dhp, H); /* += [dp_r, dp_u] W^{ru}^T */
+        SUF(mm)(L, B, 2 * H, H, f, G, WT, H, 1, dhp, H); /* += [dp_r, dp_u] W^{ru}^T */
     }
     free(drh);
 }
@@ -270,7 +261,7 @@ void SUF(grupost_fwd)(const Layer *L) { RUN(SUF(grupost_fwd_k)); }
 MEMBER(grupost_bwd_k) {
     DIMS;
     const int64_t G = 3 * H;
-    const REAL *W = Wh_ + k * H * G;
+    const REAL *WT = (const REAL *)L->WhT + k * H * G; /* (W, H): W^h transposed */
     for (int64_t t = T - 1; t >= 0; t--) {
         const REAL *a = A_AT(t, G), *hp = H_AT(t), *dh = TK_AT(L->dH, t + 1),
                    *n = TK_AT(L->N, t);
@@ -289,8 +280,8 @@ MEMBER(grupost_bwd_k) {
                 dhpr[j] += d * u;
             }
         }
-        SUF(mm_t)(L, B, 2 * H, H, f, G, W, G, 1, dhp, H);         /* [dp_r, dp_u] W^{ru}^T */
-        SUF(mm_t)(L, B, H, H, dn, H, W + 2 * H, G, 1, dhp, H); /* dn W^{ch}^T */
+        SUF(mm)(L, B, 2 * H, H, f, G, WT, H, 1, dhp, H);         /* [dp_r, dp_u] W^{ru}^T */
+        SUF(mm)(L, B, H, H, dn, H, WT + (2 * H) * H, H, 1, dhp, H); /* dn W^{ch}^T */
     }
 }
 
@@ -329,7 +320,7 @@ void SUF(lstm_fwd)(const Layer *L) { RUN(SUF(lstm_fwd_k)); }
 MEMBER(lstm_bwd_k) {
     DIMS;
     const int64_t G = 4 * H;
-    const REAL *W = Wh_ + k * H * G;
+    const REAL *WT = (const REAL *)L->WhT + k * H * G; /* (W, H): W^h transposed */
     REAL *dc = (REAL *)L->carry + k * B * H; /* dL/dc, carried backwards (zero at T) */
     for (int64_t t = T - 1; t >= 0; t--) {
         const REAL *a = A_AT(t, G), *dh = TK_AT(L->dH, t + 1);
@@ -351,7 +342,7 @@ MEMBER(lstm_bwd_k) {
                 dc[x] = dcv * gf;
             }
         }
-        SUF(mm_t)(L, B, G, H, f, G, W, G, 1, dhp, H);
+        SUF(mm)(L, B, G, H, f, G, WT, H, 1, dhp, H);
     }
 }
 
@@ -391,7 +382,7 @@ void SUF(plusrnn_fwd)(const Layer *L) { RUN(SUF(plusrnn_fwd_k)); }
 MEMBER(plusrnn_bwd_k) {
     DIMS;
     const int64_t G = 4 * H;
-    const REAL *W = Wh_ + k * H * G;
+    const REAL *WT = (const REAL *)L->WhT + k * H * G; /* (W, H): W^h transposed */
     REAL *dhc = (REAL *)L->carry + k * B * H; /* dL/dh, carried backwards (zero at T) */
     for (int64_t t = T - 1; t >= 0; t--) {
         const REAL *a = A_AT(t, G), *hp = H_AT(t), *x = KT_AT(L->X, t), *dy = KT_AT(L->dY, t);
@@ -411,7 +402,7 @@ MEMBER(plusrnn_bwd_k) {
                 dhc[e] = d * gh;
             }
         }
-        SUF(mm_t)(L, B, G, H, f, G, W, G, 1, dhc, H);
+        SUF(mm)(L, B, G, H, f, G, WT, H, 1, dhc, H);
     }
 }
 
@@ -440,7 +431,7 @@ void SUF(minimalrnn_fwd)(const Layer *L) { RUN(SUF(minimalrnn_fwd_k)); }
 
 MEMBER(minimalrnn_bwd_k) {
     DIMS;
-    const REAL *W = Wh_ + k * H * H;
+    const REAL *WT = (const REAL *)L->WhT + k * H * H; /* (W, H): W^h transposed */
     for (int64_t t = T - 1; t >= 0; t--) {
         const REAL *u = A_AT(t, H), *hp = H_AT(t), *z = KT_AT(L->Z, t),
                    *dh = TK_AT(L->dH, t + 1);
@@ -450,7 +441,7 @@ MEMBER(minimalrnn_bwd_k) {
             f[i] = dh[i] * (hp[i] - z[i]) * (u[i] - u[i] * u[i]);
             dhp[i] += dh[i] * u[i];
         }
-        SUF(mm_t)(L, B, H, H, f, H, W, H, 1, dhp, H);
+        SUF(mm)(L, B, H, H, f, H, WT, H, 1, dhp, H);
     }
 }
 
