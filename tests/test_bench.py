@@ -6,6 +6,7 @@ import json
 
 from rnnsweep.bench import BenchCase, forward_flops, rows_as_dicts, run_bench
 from rnnsweep.cells import ModelConfig
+from rnnsweep.kernels import _native
 
 JSON_KEYS = {
     "naive_trials_per_hour",
@@ -41,6 +42,7 @@ def test_run_bench_rows_have_the_json_contract():
     ):
         assert row[k] > 0, k
     assert row["speedup_vs_naive"] == row["packed_trials_per_hour"] / row["naive_trials_per_hour"]
+    assert row["cpu_loop"] == _native.status()  # which time loop the packed figures are of
     json.dumps(rows)  # plain JSON values
 
 

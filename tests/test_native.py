@@ -95,3 +95,18 @@ def test_float32_gates_against_numpy(arch, monkeypatch):
         assert h[0] == 1 and h[1] == -1
     else:  # tanh(inf) (1 - sigma(inf)) = 0; tanh(-inf) (1 - sigma(-inf)) = -1
         assert abs(h[0]) < 1e-30 and h[1] == -1
+
+
+def test_python_struct_mirrors_the_c_layer():
+    """``_Layer``'s fields are ``Layer``'s in native/layers.c, in order: a mismatch would
+    hand the C code the wrong buffers."""
+    import re
+
+    src = (_native._SRC_DIR / "layers.c").read_text()
+    body = re.search(r"typedef struct \{(.*?)\} Layer;", src, re.S).group(1)
+    body = re.sub(r"/\*.*?\*/", "", body, flags=re.S)
+    names = []
+    for decl in filter(str.strip, body.split(";")):  # "int64_t K, T, B, H" / "void *A, *Hs"
+        _, rest = decl.split(None, 1)
+        names += [n.strip(" *\n") for n in rest.split(",")]
+    assert names == [name for name, _ in _native._Layer._fields_]

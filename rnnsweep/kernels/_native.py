@@ -74,9 +74,10 @@ _FIELDS = (
     "Z",
     "bhn",
     "carry",
+    "scratch",
 )
 # Fields the C code writes; the others are read only (and may be copied to be dense).
-_WRITTEN = frozenset({"A", "Hs", "F", "dH", "Ys", "Cs", "N", "dN", "carry"})
+_WRITTEN = frozenset({"A", "Hs", "F", "dH", "Ys", "Cs", "N", "dN", "carry", "scratch"})
 
 
 def _shape(field: str, K: int, T: int, B: int, H: int, W: int) -> tuple[int, ...]:
@@ -93,6 +94,7 @@ def _shape(field: str, K: int, T: int, B: int, H: int, W: int) -> tuple[int, ...
         "bias": (K, 1, W),
         "bhn": (K, 1, H),
         "carry": (K, B, H),
+        "scratch": (K, B, H),
     }.get(field, (K, T, B, H))  # X, Ys, dY, Z, dN
 
 

@@ -157,6 +157,9 @@ class GRUPreKernel(_GRUBase):
 
     native = "grupre"
 
+    def native_tensors(self, r: Run, direction: str) -> dict[str, Tensor]:
+        return {"scratch": r.Hs.new_empty(r.K, r.B, r.H)}  # r h_{t-1} / d(r h_{t-1}) per step
+
     def step(self, r: Run, t: int) -> None:
         hp = r.h[t]
         torch.baddbmm(r.ru[t], hp, r.Wru, out=r.S_ru)  # [a_r, a_u]
