@@ -142,7 +142,16 @@ class SequenceKernel:
     # ---- forward ---------------------------------------------------------------------------
 
     def project(self, r: Run) -> Tensor:
-        """``x_t W^x + b + b^{fg}`` for all steps, one batched product: ``(K, T, B, G*H)``."""
+        """``x_t W^x + b + b^{fg}`` for all steps, one batched product: ``(K, T, B, G*H)``.
+
+        For the native loop, only the buffer: the C code forms each member's ``x W^x``
+        right before its time loop (so the loop finds it in cache) and adds the bias
+        per step (see :meth:`with_bias`).
+        """
+        if r.native:
+            r.bias = r.p["b"] + r.p["fg"]  # (K, 1, G*H)
+            r.Xin, r.Wx = r.x, r.p["Wx"]
+            return r.x.new_empty(r.K, r.T, r.B, r.p["Wx"].shape[-1])
         x2 = r.x.reshape(r.K, r.T * r.B, -1)  # (K, T*B, I)
         return self.with_bias(r, x2, r.p["Wx"], r.p["b"] + r.p["fg"])
 
@@ -207,7 +216,7 @@ class SequenceKernel:
     def run_native(self, r: Run, direction: str) -> None:
         """The whole time loop of ``direction`` ("fwd" or "bwd") as one C call."""
         # the vanilla RNN saves no A; the +RNN carries dL/dh in a (K, B, H) buffer, not dH
-        names = ("Hs", "Wh", "A") + (("F", "dH") if direction == "bwd" else ("bias",))
+        names = ("Hs", "Wh", "A") + (("F", "dH") if direction == "bwd" else ("bias", "Xin", "Wx"))
         tensors = {name: vars(r)[name] for name in names if name in vars(r)}
         if direction == "bwd":  # dense, so each step's product reads it untransposed
             tensors["WhT"] = r.Wh.transpose(1, 2).contiguous()

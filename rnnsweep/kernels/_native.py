@@ -62,6 +62,8 @@ _FIELDS = (
     "Hs",
     "Wh",
     "WhT",
+    "Xin",
+    "Wx",
     "bias",
     "F",
     "dH",
@@ -80,7 +82,7 @@ _FIELDS = (
 _WRITTEN = frozenset({"A", "Hs", "F", "dH", "Ys", "Cs", "N", "dN", "carry", "scratch"})
 
 
-def _shape(field: str, K: int, T: int, B: int, H: int, W: int) -> tuple[int, ...]:
+def _shape(field: str, K: int, T: int, B: int, H: int, W: int, I: int) -> tuple[int, ...]:  # noqa: E741
     """The shape native/layers.c assumes for ``field`` (``W``: the gate width G*H)."""
     return {
         "A": (K, T, B, W),
@@ -91,6 +93,8 @@ def _shape(field: str, K: int, T: int, B: int, H: int, W: int) -> tuple[int, ...
         "N": (T, K, B, H),
         "Wh": (K, H, W),
         "WhT": (K, W, H),
+        "Wx": (K, I, W),
+        "Xin": (K, T, B, I),
         "bias": (K, 1, W),
         "bhn": (K, 1, H),
         "carry": (K, B, H),
@@ -106,6 +110,8 @@ class _Layer(ctypes.Structure):
         ("T", ctypes.c_int64),
         ("B", ctypes.c_int64),
         ("H", ctypes.c_int64),
+        ("I", ctypes.c_int64),
+        ("xin_kstride", ctypes.c_int64),
         ("nthreads", ctypes.c_int64),
         ("relu", ctypes.c_int64),
         ("gemm", ctypes.c_void_p),
@@ -258,17 +264,24 @@ def run(name: str, s: str, dims: tuple[int, int, int, int], tensors: dict[str, T
     dtype = tensors["Hs"].dtype
     K, T, B, H = dims
     W = tensors["Wh"].shape[-1]
+    I = tensors["Xin"].shape[-1] if "Xin" in tensors else 0  # noqa: E741
     layer = _Layer(K=K, T=T, B=B, H=H, nthreads=torch.get_num_threads(), relu=int(s == "relu"))
     layer.gemm = gemm[dtype]
     keep = []  # read-only copies must outlive the call
     for field, t in tensors.items():
         assert t.dtype == dtype and t.device.type == "cpu", f"{field}: {t.dtype} on {t.device}"
-        want = _shape(field, K, T, B, H, W)
+        want = _shape(field, K, T, B, H, W, I)
         assert tuple(t.shape) == want, f"native {name}: {field} is {tuple(t.shape)}, not {want}"
-        if not t.is_contiguous():
+        if field == "Xin" and t.stride()[1:] == (B * I, I, 1):
+            # dense within each member (e.g. the layer below's h_0..h_{T-1}, a view that
+            # skips its h_{-1} rows): read in place, the member stride passed along
+            layer.I, layer.xin_kstride = I, t.stride(0)
+        elif not t.is_contiguous():
             assert field not in _WRITTEN, f"native {name}: written buffer {field} is not dense"
             t = t.contiguous()
             keep.append(t)
+        if field == "Xin" and layer.I == 0:
+            layer.I, layer.xin_kstride = I, T * B * I
         setattr(layer, field, t.data_ptr())
     suffix = "f32" if dtype == torch.float32 else "f64"
     getattr(lib, f"{name}_{suffix}")(ctypes.byref(layer))

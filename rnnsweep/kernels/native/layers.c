@@ -19,14 +19,16 @@
 /* The layer's buffers, shared by every cell (unused fields are NULL). Layouts, with
  * W = the cell's gate width G*H: A, F (K, T, B, W); Hs, Cs (K, T+1, B, H);
  * X, Ys, dY, Z, dN (K, T, B, H); dH and N time-major, (T+1, K, B, H) and
- * (T, K, B, H); Wh (K, H, W) and, backwards, its transpose WhT (K, W, H); bias (K, 1, W), added to A's rows per step
+ * (T, K, B, H); Xin (K, T, B, I), rows dense within a member, and Wx (K, I, W): when
+ * given, the forward forms A = Xin Wx itself, per member; Wh (K, H, W) and, backwards, its transpose WhT (K, W, H); bias (K, 1, W), added to A's rows per step
  * when given (else A already holds it); bhn (K, 1, H); carry and scratch (K, B, H). All dense. */
 typedef struct {
     int64_t K, T, B, H;
+    int64_t I, xin_kstride; /* input width; X_in's stride between members (elements) */
     int64_t nthreads; /* OpenMP threads over members; 1 runs serially */
     int64_t relu;     /* the cell's nonlinearity: 0 tanh, 1 relu */
     void *gemm;       /* sgemm_ (f32) or dgemm_ (f64), Fortran calling convention */
-    void *A, *Hs, *Wh, *WhT, *bias, *F, *dH, *X, *Ys, *dY, *Cs, *N, *dN, *Z, *bhn, *carry, *scratch;
+    void *A, *Hs, *Wh, *WhT, *Xin, *Wx, *bias, *F, *dH, *X, *Ys, *dY, *Cs, *N, *dN, *Z, *bhn, *carry, *scratch;
 } Layer;
 
 /* exp for float that GCC vectorises (Cephes' expf polynomial, about 1 ulp): the

@@ -21,6 +21,15 @@ static inline void SUF(mm)(const Layer *L, int64_t rows, int64_t k, int64_t n, c
     ((SUF(gemm_t))L->gemm)("N", "N", &m_, &n_, &k_, &one, w, &lda, h, &ldb, &beta, c, &ldc_);
 }
 
+/* Member k's input projection A_k = X_k W^x_k for all T*B rows (one product, before the
+ * time loop, so the loop finds A_k in cache), when the caller left it to the loop. */
+static inline void SUF(project)(const Layer *L, int64_t k, int64_t W) {
+    if (!L->Wx) return;
+    const REAL *x = (const REAL *)L->Xin + k * L->xin_kstride, *w = (const REAL *)L->Wx;
+    REAL *a = (REAL *)L->A + k * L->T * L->B * W;
+    SUF(mm)(L, L->T * L->B, L->I, W, x, L->I, w + k * L->I * W, W, 0, a, W);
+}
+
 /* a (B x W) += the member's input bias b + b^{fg}: added per step while the rows are hot
  * (a broadcast copy over all steps before the projection would be a pass through memory) */
 static inline void SUF(add_bias)(const Layer *L, int64_t k, REAL *a, int64_t W) {
@@ -81,6 +90,7 @@ static inline REAL SUF(dact)(REAL y, int64_t relu) {
 MEMBER(rnn_fwd_k) {
     DIMS;
     const REAL *W = Wh_ + k * H * H;
+    SUF(project)(L, k, H);
     for (int64_t t = 0; t < T; t++) {
         REAL *a = A_AT(t, H), *hp = H_AT(t), *h = H_AT(t + 1);
         SUF(add_bias)(L, k, a, H);
@@ -112,6 +122,7 @@ MEMBER(ugrnn_fwd_k) {
     DIMS;
     const int64_t G = 2 * H;
     const REAL *W = Wh_ + k * H * G;
+    SUF(project)(L, k, G);
     for (int64_t t = 0; t < T; t++) {
         REAL *a = A_AT(t, G), *hp = H_AT(t), *h = H_AT(t + 1);
         SUF(add_bias)(L, k, a, G);
@@ -165,6 +176,7 @@ MEMBER(grupre_fwd_k) {
     DIMS;
     const int64_t G = 3 * H;
     const REAL *W = Wh_ + k * H * G;
+    SUF(project)(L, k, G);
     REAL *rh = (REAL *)L->scratch + k * B * H; /* r hp, one step */
     for (int64_t t = 0; t < T; t++) {
         REAL *a = A_AT(t, G), *hp = H_AT(t), *h = H_AT(t + 1);
@@ -235,6 +247,7 @@ MEMBER(grupost_fwd_k) {
     DIMS;
     const int64_t G = 3 * H;
     const REAL *W = Wh_ + k * H * G, *bhn = (const REAL *)L->bhn + k * H;
+    SUF(project)(L, k, G);
     for (int64_t t = 0; t < T; t++) {
         REAL *a = A_AT(t, G), *hp = H_AT(t), *h = H_AT(t + 1), *n = TK_AT(L->N, t);
         SUF(add_bias)(L, k, a, G);
@@ -295,6 +308,7 @@ MEMBER(lstm_fwd_k) {
     DIMS;
     const int64_t G = 4 * H;
     const REAL *W = Wh_ + k * H * G;
+    SUF(project)(L, k, G);
     for (int64_t t = 0; t < T; t++) {
         REAL *a = A_AT(t, G), *hp = H_AT(t), *h = H_AT(t + 1);
         SUF(add_bias)(L, k, a, G);
@@ -356,6 +370,7 @@ MEMBER(plusrnn_fwd_k) {
     DIMS;
     const int64_t G = 4 * H;
     const REAL *W = Wh_ + k * H * G;
+    SUF(project)(L, k, G);
     for (int64_t t = 0; t < T; t++) {
         REAL *a = A_AT(t, G), *hp = H_AT(t), *h = H_AT(t + 1), *y = KT_AT(L->Ys, t);
         SUF(add_bias)(L, k, a, G);
@@ -415,6 +430,7 @@ void SUF(plusrnn_bwd)(const Layer *L) { RUN(SUF(plusrnn_bwd_k)); }
 MEMBER(minimalrnn_fwd_k) {
     DIMS;
     const REAL *W = Wh_ + k * H * H;
+    SUF(project)(L, k, H);
     for (int64_t t = 0; t < T; t++) {
         REAL *a = A_AT(t, H), *hp = H_AT(t), *h = H_AT(t + 1);
         SUF(add_bias)(L, k, a, H);
