@@ -10,8 +10,10 @@ math over the step's rows while they are still in cache. Members are spread over
 OpenMP threads (torch's own runtime, so ``torch.set_num_threads`` governs both),
 and a member's arithmetic never depends on the pack it is in.
 
-Only the time loops are native. The products over all ``T*B`` rows (input
-projection, weight gradients, ``dx``) stay torch ``bmm`` calls; buffers, their
+Besides the time loops, the forward forms each member's input projection
+``x W^x`` (one GEMM over its ``T*B`` rows) right before that member's loop, so the
+loop finds it in cache, and adds the input bias per step. The backward's products
+over all rows (weight gradients, ``dx``) stay torch ``bmm`` calls. Buffers, their
 layouts and what is saved for backward are the torch path's, so the two paths are
 interchangeable step for step (``tests/test_kernels.py`` runs both against the
 per-step reference).
