@@ -62,9 +62,9 @@ directions runs as one C call per layer (:mod:`rnnsweep.kernels._native`,
 ``native/layers.c``): per member and step one small GEMM through torch's own BLAS,
 then one fused pass of the gate math while the step's rows are in cache, members
 spread over ``torch.get_num_threads()`` OpenMP threads; each member's input
-projection is formed right before its loop and the input bias added per step. It is compiled on first use and
-cached; without a C compiler, on CUDA, for other dtypes, or with
-``RNNSWEEP_NATIVE=0``, the loop below runs as torch ops, step by step. Both loops
+projection is formed right before its loop and the input bias added per step. It is
+compiled on first use and cached; without a C compiler, on CUDA, for other dtypes,
+or with ``RNNSWEEP_NATIVE=0``, the loop below runs as torch ops, step by step. Both loops
 share every buffer, layout and saved tensor, and the tests run each against the
 reference.
 
