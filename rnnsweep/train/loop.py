@@ -110,7 +110,17 @@ class _LivePack:
     and data stream. No member's numbers depend on which others share its pack.
     """
 
-    def __init__(self, full, impl, opt, clip, gens, eval_one, device, dtype) -> None:
+    def __init__(
+        self,
+        full: PackedRNN,
+        impl: str,
+        opt: PackedOptimizer,
+        clip: torch.Tensor,  # (K,)
+        gens: list[torch.Generator],
+        eval_one: Batch,
+        device: str | torch.device,
+        dtype: torch.dtype,
+    ) -> None:
         self.full, self.impl, self.opt = full, impl, opt
         self.eval_one, self.device, self.dtype = eval_one, device, dtype
         self.clip, self.gens = clip, gens
