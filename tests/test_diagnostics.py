@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from cellcases import randomise
+from cellcases import ALL_VARIANTS, randomise
 
 from rnnsweep.cells import InitConfig, ModelConfig, PackedRNN
 from rnnsweep.theory.diagnostics import (
@@ -40,22 +40,9 @@ torch.set_num_threads(1)
 
 N_IN, H = 3, 5
 
-# (arch, gru_reset, nonlinearity): every cell and every nonlinearity it allows.
-VARIANTS = [
-    ("rnn", "pre", "tanh"),
-    ("rnn", "pre", "relu"),
-    ("irnn", "pre", "relu"),
-    ("ugrnn", "pre", "tanh"),
-    ("ugrnn", "pre", "relu"),
-    ("gru", "pre", "tanh"),
-    ("gru", "post", "tanh"),
-    ("gru", "pre", "relu"),
-    ("lstm", "pre", "tanh"),
-    ("lstm", "pre", "relu"),
-    ("plusrnn", "pre", "tanh"),
-    ("minimalrnn", "pre", "tanh"),
+CASES = [
+    (*v, depth) for v in ALL_VARIANTS for depth in (1, 2) if not (v[0] == "plusrnn" and depth < 2)
 ]
-CASES = [(*v, depth) for v in VARIANTS for depth in (1, 2) if not (v[0] == "plusrnn" and depth < 2)]
 
 
 def _case_id(case: tuple[str, str, str, int]) -> str:

@@ -19,12 +19,11 @@
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable
 
 import pytest
 import torch
-from cellcases import ALL_VARIANTS
+from cellcases import ALL_VARIANTS, randomise
 
 from rnnsweep.cells import Cell, InitConfig, ModelConfig, PackedRNN, get_cell
 from rnnsweep.kernels import _native, fused_forward, fused_layer_forward, kernel_for
@@ -51,24 +50,12 @@ def _model(
     n_in: int = N_IN,
     seed: int = 0,
 ) -> PackedRNN:
-    """A pack with every parameter random (s0 included) and a different nonzero b_fg per member.
-
-    Weights ``(K, fan_in, out)`` get std ``1/sqrt(fan_in)`` so the gates stay unsaturated.
-    """
+    """A pack with every parameter random (s0 included) and a different nonzero b_fg per member."""
     arch, reset, s = variant
     cfg = ModelConfig(arch, n_in, N_OUT, hidden, depth, nonlinearity=s, gru_reset=reset)  # type: ignore[arg-type]
     members = [InitConfig(b_fg=0.5 + 0.25 * k, seed=k) for k in range(K)]
     model = PackedRNN(cfg, members, dtype=dtype)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            leaf = name.rsplit(".", 1)[-1]
-            z = torch.randn(p.shape, generator=gen, dtype=torch.float64)
-            if leaf.startswith(("W", "V", "P")) and leaf != "Pb":
-                z = z / math.sqrt(p.shape[1])
-            else:
-                z = 0.5 * z
-            p.copy_(z)
+    randomise(model, seed)
     return model
 
 

@@ -129,8 +129,11 @@ class SequenceKernel:
     """One cell's layer over a sequence: forward recurrence, hand-derived backward through time.
 
     Subclasses set ``n_gates`` and implement ``step``, ``factors`` and ``back_step``;
-    they may extend the other hooks (``project``, ``prepare_forward``, ``saved``,
-    ``output``, ``init_grad``, ``prepare_backward``, ``grads``, ``grad_s0``).
+    they may extend the other hooks (``project``, ``state_buffers``, ``prepare_forward``,
+    ``saved``, ``output``, ``init_grad``, ``grad_buffers``, ``prepare_backward``,
+    ``grads``, ``grad_s0``). For the native loop a cell names its C functions
+    (``native``) and any buffers beyond the common ones (``native_tensors``); the
+    ``prepare_*`` hooks and ``step``/``factors``/``back_step`` serve the torch-op loop only.
     """
 
     # The layer tensors the Function receives after ``x``, in this order.
@@ -167,8 +170,11 @@ class SequenceKernel:
             A = torch.baddbmm(bias, x2, W)  # (K, T*B, G*H)
         return A.view(r.K, r.T, r.B, -1)  # (K, T, B, G*H)
 
+    def state_buffers(self, r: Run) -> None:
+        """Allocate the cell's extra forward buffers (both loops fill them, the saved ones)."""
+
     def prepare_forward(self, r: Run) -> None:
-        """Allocate the cell's extra buffers and make its per-step views."""
+        """The torch-op loop only: make the cell's per-step views and scratch."""
 
     def step(self, r: Run, t: int) -> None:
         """Step t: read ``h_{t-1} = r.h[t]``, write ``h_t`` into ``r.h[t + 1]``."""
@@ -188,23 +194,23 @@ class SequenceKernel:
         r.native = _native.enabled(x)
         # 1. input side of every step at once
         r.A = self.project(r)  # (K, T, B, G*H)
-        r.a = r.A.unbind(1)
         # 2. recurrent state: h_{-1} is the learned s0, broadcast over the batch
         r.Hs = x.new_empty(r.K, r.T + 1, r.B, r.H)  # (K, T+1, B, H)
         r.Hs[:, 0] = p["s0"][..., : r.H]
-        r.h = r.Hs.unbind(1)
+        self.state_buffers(r)
+        # 3. the recurrence: per step one batched product (two for the Collins GRU)
+        if r.native:
+            self.run_native(r, "fwd")
+            return self.output(r), self.saved(r)
+        r.a, r.h = r.A.unbind(1), r.Hs.unbind(1)
         # dense scratch for the step's product: torch's CPU baddbmm into a strided
         # destination falls back to one addmm per member; the pointwise ops then
         # write the activations into A with out=, so the detour costs no extra pass
         r.S = x.new_empty(r.K, r.B, r.A.shape[-1])  # (K, B, G*H)
         r.tmp = x.new_empty(r.K, r.B, r.H)
         self.prepare_forward(r)
-        # 3. the recurrence: per step one batched product (two for the Collins GRU)
-        if r.native:
-            self.run_native(r, "fwd")
-        else:
-            for t in range(r.T):
-                self.step(r, t)
+        for t in range(r.T):
+            self.step(r, t)
         return self.output(r), self.saved(r)
 
     # ---- the native CPU loops ----------------------------------------------------------------
@@ -238,15 +244,19 @@ class SequenceKernel:
         r.dH[1:].copy_(dout.transpose(0, 1))
         r.dh = r.dH.unbind(0)
 
-    def prepare_backward(self, r: Run) -> None:
-        """Allocate ``r.F`` ``(K, T, B, G*H)`` and make the per-step views ``back_step`` uses.
+    def grad_buffers(self, r: Run) -> None:
+        """Allocate ``r.F`` ``(K, T, B, G*H)``, ``dL/d(pre)`` of every step, and the cell's
+        other backward buffers (both loops fill them).
 
         ``F`` is fresh memory (the saved activations stay intact, so a second
-        backward with ``retain_graph=True`` works); ``factors`` fills it with the
-        local derivatives, ``back_step`` multiplies it in place by the incoming
-        gradient, turning it into ``dL/d(pre)``.
+        backward with ``retain_graph=True`` works). The torch-op loop first fills it
+        with the local derivatives (``factors``), then multiplies it in place by the
+        incoming gradient (``back_step``).
         """
         r.F = r.A.new_empty(r.A.shape)  # (K, T, B, G*H)
+
+    def prepare_backward(self, r: Run) -> None:
+        """The torch-op loop only: make the per-step views ``back_step`` uses."""
 
     def factors(self, r: Run, lo: int, hi: int) -> None:
         """Fill ``r.F[:, lo:hi]``: the local derivatives of steps lo..hi-1, in bulk."""
@@ -279,15 +289,15 @@ class SequenceKernel:
     ) -> dict[str, Tensor | None]:
         """Gradients of every input named in ``needs`` (``x`` and ``param_names``)."""
         r = Run(s, x, p, **saved)
-        r.h = r.Hs.unbind(1)
-        r.WhT = r.Wh.transpose(1, 2)  # (K, G*H, H)
         r.native = _native.enabled(x)
         self.init_grad(r, dout)
-        self.prepare_backward(r)
-        r.dp = r.F.unbind(1)
+        self.grad_buffers(r)
         if r.native:
             self.run_native(r, "bwd")
             return self.grads(r, needs)
+        r.h, r.dp = r.Hs.unbind(1), r.F.unbind(1)
+        r.WhT = r.Wh.transpose(1, 2)  # (K, G*H, H)
+        self.prepare_backward(r)
         # backwards in chunks of steps: the chunk's local derivatives in bulk, then
         # per step pointwise math and dh_{t-1} += dpre_t W^h^T (one batched product)
         chunk = self.chunk_steps(r)

@@ -60,7 +60,7 @@ class RNNKernel(SequenceKernel):
     def saved(self, r: Run) -> dict[str, Tensor]:
         return {"Hs": r.Hs}
 
-    def prepare_backward(self, r: Run) -> None:
+    def grad_buffers(self, r: Run) -> None:
         r.F = r.Hs.new_empty(r.K, r.T, r.B, r.H)  # (K, T, B, H); no A was saved
 
     def factors(self, r: Run, lo: int, hi: int) -> None:
@@ -216,10 +216,12 @@ class GRUPostKernel(_GRUBase):
             return {"N": r.N, "bhn": r.p["b_hn"]}
         return {"N": r.N, "dN": r.dN}
 
-    def prepare_forward(self, r: Run) -> None:
-        super().prepare_forward(r)
+    def state_buffers(self, r: Run) -> None:
         # time-major: each step's product writes a dense (K, B, H) block
         r.N = r.A.new_empty(r.T, r.K, r.B, r.H)  # (T, K, B, H)
+
+    def prepare_forward(self, r: Run) -> None:
+        super().prepare_forward(r)
         r.n = r.N.unbind(0)
 
     def step(self, r: Run, t: int) -> None:
@@ -234,9 +236,12 @@ class GRUPostKernel(_GRUBase):
     def saved(self, r: Run) -> dict[str, Tensor]:
         return {"A": r.A, "Hs": r.Hs, "N": r.N}
 
+    def grad_buffers(self, r: Run) -> None:
+        super().grad_buffers(r)
+        r.dN = r.A.new_empty(r.K, r.T, r.B, r.H)  # (K, T, B, H): dL/dn
+
     def prepare_backward(self, r: Run) -> None:
         super().prepare_backward(r)
-        r.dN = r.A.new_empty(r.K, r.T, r.B, r.H)  # (K, T, B, H): dL/dn
         r.dn = r.dN.unbind(1)
 
     def factors(self, r: Run, lo: int, hi: int) -> None:
@@ -283,10 +288,12 @@ class LSTMKernel(SequenceKernel):
             return {"Cs": r.Cs}
         return {"Cs": r.Cs, "carry": r.dc}
 
+    def state_buffers(self, r: Run) -> None:
+        r.Cs = r.A.new_empty(r.K, r.T + 1, r.B, r.H)  # (K, T+1, B, H): c_{-1}, c_0, ...
+        r.Cs[:, 0] = r.p["s0"][..., r.H :]
+
     def prepare_forward(self, r: Run) -> None:
         H = r.H
-        r.Cs = r.A.new_empty(r.K, r.T + 1, r.B, H)  # (K, T+1, B, H): c_{-1}, c_0, ...
-        r.Cs[:, 0] = r.p["s0"][..., H:]
         r.cs = r.Cs.unbind(1)
         r.ifo = r.A[..., : 3 * H].unbind(1)
         r.i, r.f, r.o, r.g = blocks(r.A, H)
@@ -303,14 +310,15 @@ class LSTMKernel(SequenceKernel):
     def saved(self, r: Run) -> dict[str, Tensor]:
         return {"A": r.A, "Hs": r.Hs, "Cs": r.Cs}
 
+    def grad_buffers(self, r: Run) -> None:
+        super().grad_buffers(r)
+        r.dc = r.A.new_zeros(r.K, r.B, r.H)  # dL/dc carried backwards
+
     def prepare_backward(self, r: Run) -> None:
         super().prepare_backward(r)
         H = r.H
-        if not r.native:  # the C loop forms it per step
-            r.Gc = r.A.new_empty(r.K, r.T, r.B, H)  # (K, T, B, H): o (1 - tanh^2 c_t)
-            r.gc = r.Gc.unbind(1)
-        r.f = r.A[..., H : 2 * H].unbind(1)
-        r.dc = r.A.new_zeros(r.K, r.B, H)  # dL/dc carried backwards
+        r.Gc = r.A.new_empty(r.K, r.T, r.B, H)  # (K, T, B, H): o (1 - tanh^2 c_t)
+        r.gc, r.f = r.Gc.unbind(1), r.A[..., H : 2 * H].unbind(1)
         r.dp_if = r.F[..., : 2 * H].unflatten(-1, (2, H)).unbind(1)  # (K, B, 2, H)
         _, _, r.dp_o, r.dp_g = blocks(r.F, H)
 
@@ -358,9 +366,11 @@ class PlusRNNKernel(SequenceKernel):
             return {"X": r.x, "Ys": r.Ys}
         return {"X": r.x, "dY": r.dY, "carry": r.dhc}
 
+    def state_buffers(self, r: Run) -> None:
+        r.Ys = r.A.new_empty(r.K, r.T, r.B, r.H)  # (K, T, B, H): the depth output
+
     def prepare_forward(self, r: Run) -> None:
         H = r.H
-        r.Ys = r.A.new_empty(r.K, r.T, r.B, H)  # (K, T, B, H): the depth output
         r.ys, r.xs = r.Ys.unbind(1), r.x.unbind(1)
         r.yin, r.hin, r.gy, r.gh = blocks(r.A, H)
         r.gates = r.A[..., 2 * H :].unbind(1)

@@ -54,11 +54,7 @@ class AddingTask(RegressionTask):
         marker[i, cols] = 1.0
         marker[j, cols] = 1.0
         x = torch.stack([u, marker], dim=-1)  # (T, B, 2)
-        y = torch.zeros(T, B, 1)  # (T, B, 1)
-        y[-1, :, 0] = u[i, cols] + u[j, cols]
-        mask = torch.zeros(T, B)  # (T, B)
-        mask[-1] = 1.0
-        return Batch(x, y, mask)
+        return Batch.at_end(x, (u[i, cols] + u[j, cols]).unsqueeze(-1))  # target (B, 1)
 
     def options(self) -> dict[str, Any]:
         return {"seq_len": self.seq_len}

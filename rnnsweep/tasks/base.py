@@ -66,6 +66,18 @@ class Batch:
         return Batch(x, y, mask)
 
     @staticmethod
+    def at_end(x: torch.Tensor, target: torch.Tensor) -> Batch:
+        """A batch scored at its last step only: inputs ``x`` ``(T, B, n_in)`` and the last
+        step's target ``(B, S)`` (class indices) or ``(B, n_out)`` (reals); y is zero and
+        unmasked elsewhere."""
+        T, B = x.shape[:2]
+        y = target.new_zeros(T, *target.shape)  # (T, B, S) or (T, B, n_out)
+        y[-1] = target
+        mask = torch.zeros(T, B)  # (T, B)
+        mask[-1] = 1.0
+        return Batch(x, y, mask)
+
+    @staticmethod
     def stack(batches: list[Batch]) -> Batch:
         """Stack K members' batches along a new leading pack axis."""
         return Batch(

@@ -110,11 +110,7 @@ class CapacityTask(ClassificationTask):
         T, B = self.seq_len, idx.shape[0]
         x = torch.zeros(T, B, self.n_bits)  # (T, B, n_in)
         x[0] = self.patterns[idx]
-        y = torch.zeros(T, B, 1, dtype=torch.long)  # (T, B, S=1)
-        y[-1, :, 0] = self.labels[idx]
-        mask = torch.zeros(T, B)  # (T, B)
-        mask[-1] = 1.0
-        return Batch(x, y, mask)
+        return Batch.at_end(x, self.labels[idx].unsqueeze(-1))  # target (B, S=1)
 
     def sample(self, generator: torch.Generator, batch_size: int) -> Batch:
         idx = torch.randint(0, self.b, (batch_size,), generator=generator)  # (B,)

@@ -96,11 +96,7 @@ class DigitsTask(ClassificationTask):
         T, B = self.seq_len, idx.shape[0]
         x = torch.zeros(T, B, 1)  # (T, B, n_in)
         x[:N_PIXELS, :, 0] = self.pixels[idx].T  # (64, B)
-        y = torch.zeros(T, B, 1, dtype=torch.long)  # (T, B, S=1)
-        y[-1, :, 0] = self.labels[idx]
-        mask = torch.zeros(T, B)  # (T, B)
-        mask[-1] = 1.0
-        return Batch(x, y, mask)
+        return Batch.at_end(x, self.labels[idx].unsqueeze(-1))  # target (B, S=1)
 
     def sample(self, generator: torch.Generator, batch_size: int) -> Batch:
         pick = torch.randint(0, self.train_idx.shape[0], (batch_size,), generator=generator)

@@ -53,11 +53,7 @@ class MemoryTask(RegressionTask):
         x = torch.zeros(T, B, N + 1)  # (T, B, n_in)
         x[0, :, :N] = v
         x[-1, :, N] = 1.0  # recall flag
-        y = torch.zeros(T, B, N)  # (T, B, n_out)
-        y[-1] = v
-        mask = torch.zeros(T, B)  # (T, B)
-        mask[-1] = 1.0
-        return Batch(x, y, mask)
+        return Batch.at_end(x, v)  # target (B, n_out)
 
     def options(self) -> dict[str, Any]:
         return {"n_vec": self.n_vec, "delay": self.delay}

@@ -104,11 +104,7 @@ class OrderTask(ClassificationTask):
         sym[p1, cols] = s[0]
         sym[p2, cols] = s[1]
         x = F.one_hot(sym, N_SYMBOLS).to(torch.float32)  # (T, B, 6)
-        y = torch.zeros(T, B, 1, dtype=torch.long)  # (T, B, S=1)
-        y[-1, :, 0] = 2 * s[0] + s[1]
-        mask = torch.zeros(T, B)  # (T, B)
-        mask[-1] = 1.0
-        return Batch(x, y, mask)
+        return Batch.at_end(x, (2 * s[0] + s[1]).unsqueeze(-1))  # target (B, S=1)
 
     def options(self) -> dict[str, Any]:
         # Lists, not tuples: the options are stored as JSON and read back as lists.
