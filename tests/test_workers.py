@@ -135,6 +135,15 @@ def test_four_workers_postgres_exact_total(tmp_path, pg_url):
     _many_workers(pg_url, tmp_path)
 
 
+def _claims_once_created(url: str, study: str) -> list[tuple]:
+    """``_slot_claims``, or none while the worker is still creating the file's tables
+    (the file appears before its schema: polling then met "no such table")."""
+    try:
+        return _slot_claims(url, study)
+    except sa.exc.OperationalError:
+        return []
+
+
 def _slot_claims(url: str, study: str) -> list[tuple[str, int, str | None, str, int | None]]:
     """(cell, slot, worker, state, current Optuna trial id) of every slot."""
     engine = sa.create_engine(url)
@@ -265,7 +274,7 @@ def test_sigint_exits_130_quickly_and_resumes(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline:  # wait until a trial is in flight
         if (tmp_path / "int.db").exists() and any(
-            c[3] == "claimed" and c[4] is not None for c in _slot_claims(url, "int")
+            c[3] == "claimed" and c[4] is not None for c in _claims_once_created(url, "int")
         ):
             break
         time.sleep(0.1)
