@@ -141,6 +141,9 @@ class SequenceKernel:
     n_gates: ClassVar[int]
     # The C loops ``{native}_fwd``/``{native}_bwd`` of native/layers.c (see _native).
     native: ClassVar[str]
+    # Gradients the native backward forms inside its time loop, from each chunk of
+    # steps' rows while they are in cache (the torch loop forms them in ``grads``).
+    native_grads: ClassVar[tuple[str, ...]] = ("Wh", "Wx", "x")
 
     # ---- forward ---------------------------------------------------------------------------
 
@@ -222,7 +225,9 @@ class SequenceKernel:
     def run_native(self, r: Run, direction: str) -> None:
         """The whole time loop of ``direction`` ("fwd" or "bwd") as one C call."""
         # the vanilla RNN saves no A; the +RNN carries dL/dh in a (K, B, H) buffer, not dH
-        names = ("Hs", "Wh", "A") + (("F", "dH") if direction == "bwd" else ("bias", "Xin", "Wx"))
+        bwd = ("F", "dH", "dWh", "dWx", "dX", "WxT", "gscratch")
+        names = ("Hs", "Wh", "A") + (bwd if direction == "bwd" else ("bias", "Wx"))
+        names += ("Xin",) if direction == "fwd" or "dWx" in vars(r) or "dX" in vars(r) else ()
         tensors = {name: vars(r)[name] for name in names if name in vars(r)}
         if direction == "bwd":  # dense, so each step's product reads it untransposed
             tensors["WhT"] = r.Wh.transpose(1, 2).contiguous()
@@ -254,6 +259,24 @@ class SequenceKernel:
         incoming gradient (``back_step``).
         """
         r.F = r.A.new_empty(r.A.shape)  # (K, T, B, G*H)
+
+    def native_grad_buffers(self, r: Run, needs: dict[str, bool]) -> dict[str, Tensor]:
+        """The buffers the native backward forms ``native_grads`` in, by input name.
+
+        Weight gradients start at zero (the loop adds each chunk of rows); ``dx`` is
+        written whole. The layer input is read from ``Xin`` as in the forward.
+        """
+        done: dict[str, Tensor] = {}
+        if needs["Wh"] and "Wh" in self.native_grads:
+            done["Wh"] = r.dWh = torch.zeros_like(r.Wh)  # (K, H, G*H)
+        if needs["Wx"] and "Wx" in self.native_grads:
+            done["Wx"] = r.dWx = torch.zeros_like(r.p["Wx"])  # (K, I, G*H)
+        if needs["x"] and "x" in self.native_grads:
+            done["x"] = r.dX = torch.empty_like(r.x, memory_format=torch.contiguous_format)
+            r.WxT = r.p["Wx"].transpose(1, 2).contiguous()  # (K, G*H, I)
+        if done.keys() & {"Wx", "x"}:
+            r.Xin = r.x
+        return done
 
     def prepare_backward(self, r: Run) -> None:
         """The torch-op loop only: make the per-step views ``back_step`` uses."""
@@ -293,8 +316,10 @@ class SequenceKernel:
         self.init_grad(r, dout)
         self.grad_buffers(r)
         if r.native:
+            done = self.native_grad_buffers(r, needs)
             self.run_native(r, "bwd")
-            return self.grads(r, needs)
+            g = self.grads(r, {**needs, **dict.fromkeys(done, False)})
+            return g | done
         r.h, r.dp = r.Hs.unbind(1), r.F.unbind(1)
         r.WhT = r.Wh.transpose(1, 2)  # (K, G*H, H)
         self.prepare_backward(r)
@@ -315,10 +340,10 @@ class SequenceKernel:
         g: dict[str, Tensor | None] = dict.fromkeys(needs)
         if needs["Wh"]:
             hp = r.Hs[:, :-1].reshape(K, T * B, H)  # (K, T*B, H): h_{t-1}, a view
-            g["Wh"] = torch.bmm(hp.transpose(1, 2), dP)  # (K, H, G*H)
+            g["Wh"] = _native.bmm(hp.transpose(1, 2), dP)  # (K, H, G*H)
         if needs["Wx"]:
             x2 = r.x.reshape(K, T * B, -1)  # (K, T*B, I)
-            g["Wx"] = torch.bmm(x2.transpose(1, 2), dP)  # (K, I, G*H)
+            g["Wx"] = _native.bmm(x2.transpose(1, 2), dP)  # (K, I, G*H)
         if needs["b"] or needs["fg"]:
             db = dP.sum(1, keepdim=True)  # (K, 1, G*H)
             g["b"] = db if needs["b"] else None
@@ -326,7 +351,7 @@ class SequenceKernel:
         if needs["s0"]:
             g["s0"] = self.grad_s0(r)
         if needs["x"]:
-            g["x"] = torch.bmm(dP, r.p["Wx"].transpose(1, 2)).view(r.x.shape)  # (K, T, B, I)
+            g["x"] = _native.bmm(dP, r.p["Wx"].transpose(1, 2)).view(r.x.shape)  # (K, T, B, I)
         return g
 
     def grad_s0(self, r: Run) -> Tensor:

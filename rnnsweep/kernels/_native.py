@@ -44,11 +44,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["available", "enabled", "run", "status"]
+__all__ = ["available", "bmm", "enabled", "own_gemm", "run", "status"]
 
 ENV_SWITCH = "RNNSWEEP_NATIVE"
 _SRC_DIR = Path(__file__).with_name("native")
-_SOURCES = ("layers.c", "layers_body.h")
+_SOURCES = ("layers.c", "layers_body.h", "gemm.h")
 _FLAGS = (
     "-O3",
     "-fPIC",
@@ -79,9 +79,16 @@ _FIELDS = (
     "bhn",
     "carry",
     "scratch",
+    "dWh",
+    "dWx",
+    "dX",
+    "WxT",
+    "gscratch",
 )
 # Fields the C code writes; the others are read only (and may be copied to be dense).
-_WRITTEN = frozenset({"A", "Hs", "F", "dH", "Ys", "Cs", "N", "dN", "carry", "scratch"})
+_WRITTEN = frozenset(
+    {"A", "Hs", "F", "dH", "Ys", "Cs", "N", "dN", "carry", "scratch", "dWh", "dWx", "dX", "gscratch"}
+)
 
 
 def _shape(field: str, K: int, T: int, B: int, H: int, W: int, I: int) -> tuple[int, ...]:  # noqa: E741
@@ -101,6 +108,11 @@ def _shape(field: str, K: int, T: int, B: int, H: int, W: int, I: int) -> tuple[
         "bhn": (K, 1, H),
         "carry": (K, B, H),
         "scratch": (K, B, H),
+        "gscratch": (K, B, H),
+        "dWh": (K, H, W),
+        "dWx": (K, I, W),
+        "WxT": (K, W, I),
+        "dX": (K, T, B, I),
     }.get(field, (K, T, B, H))  # X, Ys, dY, Z, dN
 
 
@@ -116,6 +128,7 @@ class _Layer(ctypes.Structure):
         ("xin_kstride", ctypes.c_int64),
         ("nthreads", ctypes.c_int64),
         ("relu", ctypes.c_int64),
+        ("own_gemm", ctypes.c_int64),
         ("gemm", ctypes.c_void_p),
         *((name, ctypes.c_void_p) for name in _FIELDS),
     ]
@@ -225,6 +238,10 @@ def _library() -> tuple[ctypes.CDLL, dict[torch.dtype, int]] | str:
             for direction in ("fwd", "bwd"):
                 fn = getattr(lib, f"{name}_{direction}_{suffix}")
                 fn.argtypes, fn.restype = [ctypes.POINTER(_Layer)], None
+    lib.has_own_gemm.argtypes, lib.has_own_gemm.restype = [], ctypes.c_int64
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    lib.bmm_f32.argtypes = [i64, i64, i64, i64, ptr, i64, i64, i64, ptr, i64, i64, ptr, i64]
+    lib.bmm_f32.restype = None
     return lib, gemm
 
 
@@ -233,14 +250,34 @@ def available() -> bool:
     return not isinstance(_library(), str)
 
 
+def own_gemm() -> bool:
+    """Whether float32 products run through native/gemm.h's AVX-512 kernel.
+
+    True where the library was built with AVX-512 and ``RNNSWEEP_NATIVE`` is not
+    ``blas`` (which keeps the native loops but sends every product to torch's BLAS).
+    """
+    lib = _library()
+    return (
+        not isinstance(lib, str)
+        and os.environ.get(ENV_SWITCH, "1") not in ("0", "blas")
+        and bool(lib[0].has_own_gemm())
+    )
+
+
 def status() -> str:
-    """One line: which CPU time loop the fused kernels use, and why."""
+    """One line: which CPU time loop the fused kernels use, their products, and why."""
     if os.environ.get(ENV_SWITCH, "1") == "0":
         return f"torch ops ({ENV_SWITCH}=0)"
     lib = _library()
     if isinstance(lib, str):
         return f"torch ops (native loops unavailable: {lib})"
-    return "native C loops (float32/float64 on the CPU; torch ops elsewhere)"
+    if own_gemm():
+        products = "float32 products: AVX-512 kernel; float64: BLAS"
+    elif os.environ.get(ENV_SWITCH) == "blas":
+        products = f"products: BLAS ({ENV_SWITCH}=blas)"
+    else:
+        products = "products: BLAS (no AVX-512 on this CPU)"
+    return f"native C loops ({products}; torch ops off the CPU)"
 
 
 def enabled(x: Tensor) -> bool:
@@ -267,7 +304,9 @@ def run(name: str, s: str, dims: tuple[int, int, int, int], tensors: dict[str, T
     K, T, B, H = dims
     W = tensors["Wh"].shape[-1]
     I = tensors["Xin"].shape[-1] if "Xin" in tensors else 0  # noqa: E741
+    assert I or not tensors.keys() & {"dWx", "dX"}, f"native {name}: dWx/dX need Xin"
     layer = _Layer(K=K, T=T, B=B, H=H, nthreads=torch.get_num_threads(), relu=int(s == "relu"))
+    layer.own_gemm = int(dtype == torch.float32 and own_gemm())
     layer.gemm = gemm[dtype]
     keep = []  # read-only copies must outlive the call
     for field, t in tensors.items():
@@ -287,3 +326,32 @@ def run(name: str, s: str, dims: tuple[int, int, int, int], tensors: dict[str, T
         setattr(layer, field, t.data_ptr())
     suffix = "f32" if dtype == torch.float32 else "f64"
     getattr(lib, f"{name}_{suffix}")(ctypes.byref(layer))
+
+
+def bmm(a: Tensor, b: Tensor) -> Tensor:
+    """``torch.bmm(a, b)``, through native/gemm.h's kernel for float32 on the CPU where built.
+
+    ``a`` ``(n, M, K)`` may be any strided view (``x.transpose(1, 2)`` is read in place);
+    ``b`` ``(n, K, N)`` is copied only if its rows are not unit-stride. Each product is
+    a member's own: its result does not depend on the others in the batch.
+    """
+    if not (a.dtype == b.dtype == torch.float32 and a.device.type == "cpu" and own_gemm()):
+        return torch.bmm(a, b)
+    n, M, K = a.shape
+    assert b.shape[:2] == (n, K), f"bmm: {tuple(a.shape)} @ {tuple(b.shape)}"
+    N = b.shape[2]
+    if b.stride(2) != 1:
+        b = b.contiguous()
+    out = torch.empty(n, M, N, dtype=a.dtype)
+    if out.numel() == 0:
+        return out
+    if K == 0:
+        return out.zero_()
+    lib, _ = _library()  # type: ignore[misc]  # own_gemm() checked it
+    lib.bmm_f32(
+        n, M, K, N,
+        a.data_ptr(), a.stride(0), a.stride(1), a.stride(2),
+        b.data_ptr(), b.stride(0), b.stride(1),
+        out.data_ptr(), torch.get_num_threads(),
+    )  # fmt: skip
+    return out

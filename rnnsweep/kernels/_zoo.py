@@ -20,6 +20,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from rnnsweep.kernels import _native
 from rnnsweep.kernels._base import Run, SequenceKernel, act, blocks, dact
 
 __all__ = [
@@ -158,7 +159,10 @@ class GRUPreKernel(_GRUBase):
     native = "grupre"
 
     def native_tensors(self, r: Run, direction: str) -> dict[str, Tensor]:
-        return {"scratch": r.Hs.new_empty(r.K, r.B, r.H)}  # r h_{t-1} / d(r h_{t-1}) per step
+        scratch = r.Hs.new_empty(r.K, r.B, r.H)  # r h_{t-1} / d(r h_{t-1}) per step
+        if direction == "bwd" and "dWh" in vars(r):  # r h_{t-1} again, for dW^{ch}
+            return {"scratch": scratch, "gscratch": r.Hs.new_empty(r.K, r.B, r.H)}
+        return {"scratch": scratch}
 
     def step(self, r: Run, t: int) -> None:
         hp = r.h[t]
@@ -193,8 +197,8 @@ class GRUPreKernel(_GRUBase):
             R = r.A[..., :H]  # (K, T, B, H)
             rh = (R * hp).view(K, T * B, H)  # (K, T*B, H): r_t h_{t-1}
             dP = r.F.view(K, T * B, 3 * H)  # (K, T*B, 3H)
-            dWru = torch.bmm(hp.reshape(K, T * B, H).transpose(1, 2), dP[..., : 2 * H])
-            dWc = torch.bmm(rh.transpose(1, 2), dP[..., 2 * H :])
+            dWru = _native.bmm(hp.reshape(K, T * B, H).transpose(1, 2), dP[..., : 2 * H])
+            dWc = _native.bmm(rh.transpose(1, 2), dP[..., 2 * H :])
             g["Wh"] = torch.cat([dWru, dWc], dim=-1)  # (K, H, 3H)
         return g
 
@@ -264,7 +268,7 @@ class GRUPostKernel(_GRUBase):
         if wh_needed:
             hpT = r.Hs[:, :-1].reshape(K, T * B, H).transpose(1, 2)  # (K, H, T*B)
             dP = r.F.view(K, T * B, 3 * H)
-            g["Wh"] = torch.cat([torch.bmm(hpT, dP[..., : 2 * H]), torch.bmm(hpT, dN)], dim=-1)
+            g["Wh"] = torch.cat([_native.bmm(hpT, dP[..., : 2 * H]), _native.bmm(hpT, dN)], dim=-1)
         if needs["b_hn"]:
             g["b_hn"] = dN.sum(1, keepdim=True)  # (K, 1, H)
         return g
@@ -360,6 +364,7 @@ class PlusRNNKernel(SequenceKernel):
 
     n_gates = 4
     native = "plusrnn"
+    native_grads = ("Wh", "Wx")  # dx adds the direct path dy g_y (grads)
 
     def native_tensors(self, r: Run, direction: str) -> dict[str, Tensor]:
         if direction == "fwd":
@@ -445,6 +450,7 @@ class MinimalRNNKernel(SequenceKernel):
     param_names = ("Wx", "Wh", "b", "fg", "s0", "bz", "Vu")
     n_gates = 1
     native = "minimalrnn"
+    native_grads = ("Wh",)  # the input side runs through z (grads)
     # inputs whose gradient runs through z (after the time loop)
     input_names: ClassVar[tuple[str, ...]] = ("x", "Wx", "bz", "Vu")
 
@@ -492,16 +498,16 @@ class MinimalRNNKernel(SequenceKernel):
         dP = r.F.view(K, T * B, H)  # (K, T*B, H): dL/da_u
         Z = r.Z.view(K, T * B, H)  # (K, T*B, H)
         if needs["Vu"]:
-            g["Vu"] = torch.bmm(Z.transpose(1, 2), dP)  # (K, H, H)
+            g["Vu"] = _native.bmm(Z.transpose(1, 2), dP)  # (K, H, H)
         # dz = dh (1 - u) + dp_u V^u^T, then through tanh: dz_pre = dz (1 - z^2)
         dY = r.dH[1:].transpose(0, 1)  # (K, T, B, H): the full dL/dh_t
         dz = torch.addcmul(dY, dY, r.A, value=-1.0, out=torch.empty_like(r.A))
         dz = dz.view(K, T * B, H)
         dz.baddbmm_(dP, r.p["Vu"].transpose(1, 2)).mul_(dact(Z, "tanh"))  # (K, T*B, H)
         if needs["Wx"]:
-            g["Wx"] = torch.bmm(r.x.reshape(K, T * B, -1).transpose(1, 2), dz)  # (K, I, H)
+            g["Wx"] = _native.bmm(r.x.reshape(K, T * B, -1).transpose(1, 2), dz)  # (K, I, H)
         if needs["bz"]:
             g["bz"] = dz.sum(1, keepdim=True)
         if needs["x"]:
-            g["x"] = torch.bmm(dz, r.p["Wx"].transpose(1, 2)).view(r.x.shape)
+            g["x"] = _native.bmm(dz, r.p["Wx"].transpose(1, 2)).view(r.x.shape)
         return g

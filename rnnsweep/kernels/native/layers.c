@@ -16,19 +16,28 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "gemm.h"
+
 /* The layer's buffers, shared by every cell (unused fields are NULL). Layouts, with
  * W = the cell's gate width G*H: A, F (K, T, B, W); Hs, Cs (K, T+1, B, H);
  * X, Ys, dY, Z, dN (K, T, B, H); dH and N time-major, (T+1, K, B, H) and
  * (T, K, B, H); Xin (K, T, B, I), rows dense within a member, and Wx (K, I, W): when
- * given, the forward forms A = Xin Wx itself, per member; Wh (K, H, W) and, backwards, its transpose WhT (K, W, H); bias (K, 1, W), added to A's rows per step
- * when given (else A already holds it); bhn (K, 1, H); carry and scratch (K, B, H). All dense. */
+ * given, the forward forms A = Xin Wx itself, per member; Wh (K, H, W) and, backwards, its
+ * transpose WhT (K, W, H); bias (K, 1, W), added to A's rows per step when given (else A
+ * already holds it); bhn (K, 1, H); carry, scratch and gscratch (K, B, H).
+ * Backwards, when given, the loop also forms the weight gradients while each chunk of
+ * steps' rows of F is in cache: dWh (K, H, W) and dWx (K, I, W), added to (the caller
+ * zeroes them), and dX (K, T, B, I) = F Wx^T, written, with WxT (K, W, I) and the layer
+ * input read from Xin as in the forward. All dense. */
 typedef struct {
     int64_t K, T, B, H;
     int64_t I, xin_kstride; /* input width; X_in's stride between members (elements) */
     int64_t nthreads; /* OpenMP threads over members; 1 runs serially */
     int64_t relu;     /* the cell's nonlinearity: 0 tanh, 1 relu */
+    int64_t own_gemm; /* float32 products through gemm.h's kernel (if compiled), not gemm */
     void *gemm;       /* sgemm_ (f32) or dgemm_ (f64), Fortran calling convention */
     void *A, *Hs, *Wh, *WhT, *Xin, *Wx, *bias, *F, *dH, *X, *Ys, *dY, *Cs, *N, *dN, *Z, *bhn, *carry, *scratch;
+    void *dWh, *dWx, *dX, *WxT, *gscratch;
 } Layer;
 
 /* exp for float that GCC vectorises (Cephes' expf polynomial, about 1 ulp): the
@@ -55,21 +64,50 @@ static inline float exp_f32(float x) {
 static inline float tanh_f32(float x) { return 2.0f / (1.0f + exp_f32(-2.0f * x)) - 1.0f; }
 
 #define REAL float
+#define OWN_GEMM HAVE_GEMM_F32
 #define SUF(name) name##_f32
 #define EXP exp_f32
 #define TANH tanh_f32
 #include "layers_body.h"
 #undef REAL
+#undef OWN_GEMM
 #undef SUF
 #undef EXP
 #undef TANH
 
 #define REAL double
+#define OWN_GEMM 0
 #define SUF(name) name##_f64
 #define EXP exp
 #define TANH tanh
 #include "layers_body.h"
 #undef REAL
+#undef OWN_GEMM
 #undef SUF
 #undef EXP
 #undef TANH
+
+/* 1 when gemm.h's float32 kernel was compiled in (an AVX-512 build), else 0. */
+int64_t has_own_gemm(void) { return HAVE_GEMM_F32; }
+
+/* Batched float32 product for the all-rows products of the backward (weight gradients, dx):
+ * c_m (M x N, dense) = op(a_m) @ b_m for m < nb, with a_m(i, k) = a[m a_ks + i a_rs + k a_cs]
+ * (any strides: a transposed view is read in place) and b_m rows of stride ldb. Members
+ * and blocks of 64 rows are spread over nthreads OpenMP threads. Needs HAVE_GEMM_F32. */
+void bmm_f32(int64_t nb, int64_t M, int64_t K, int64_t N, const float *a, int64_t a_ks,
+             int64_t a_rs, int64_t a_cs, const float *b, int64_t b_ks, int64_t ldb, float *c,
+             int64_t nthreads) {
+#if HAVE_GEMM_F32
+    const int64_t rows = 64, blocks = (M + rows - 1) / rows;
+#pragma omp parallel for collapse(2) schedule(static) num_threads((int)nthreads) if (nthreads > 1)
+    for (int64_t m = 0; m < nb; m++)
+        for (int64_t q = 0; q < blocks; q++) {
+            const int64_t i0 = q * rows, mr = M - i0 < rows ? M - i0 : rows;
+            gemm_f32(mr, K, N, a + m * a_ks + i0 * a_rs, a_rs, a_cs, b + m * b_ks, ldb, 0,
+                     c + (m * M + i0) * N, N);
+        }
+#else
+    (void)nb, (void)M, (void)K, (void)N, (void)a, (void)a_ks, (void)a_rs, (void)a_cs, (void)b;
+    (void)b_ks, (void)ldb, (void)c, (void)nthreads;
+#endif
+}

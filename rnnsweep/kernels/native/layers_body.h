@@ -11,15 +11,74 @@ typedef void (*SUF(gemm_t))(const char *, const char *, const int *, const int *
                             const REAL *, const REAL *, const int *, const REAL *, const int *,
                             const REAL *, REAL *, const int *);
 
-/* c (rows x n, row stride ldc) = beta c + h (rows x k, ldh) @ w (k x n, ldw) */
+/* c (rows x n, row stride ldc) = beta c + h (rows x k, ldh) @ w (k x n, ldw): through
+ * gemm.h's kernel where it is compiled and chosen, else the BLAS */
 static inline void SUF(mm)(const Layer *L, int64_t rows, int64_t k, int64_t n, const REAL *h,
                            int64_t ldh, const REAL *w, int64_t ldw, REAL beta, REAL *c,
                            int64_t ldc) {
+#if OWN_GEMM
+    if (L->own_gemm) {
+        gemm_f32(rows, k, n, h, ldh, 1, w, ldw, beta, c, ldc);
+        return;
+    }
+#endif
     const int m_ = (int)n, n_ = (int)rows, k_ = (int)k, lda = (int)ldw, ldb = (int)ldh,
               ldc_ = (int)ldc;
     const REAL one = 1;
     ((SUF(gemm_t))L->gemm)("N", "N", &m_, &n_, &k_, &one, w, &lda, h, &ldb, &beta, c, &ldc_);
 }
+
+/* c (m x n, ldc) += a^T b for a (rows x m, lda), b (rows x n, ldb): a sum over rows. */
+static inline void SUF(mm_t)(const Layer *L, int64_t rows, int64_t m, int64_t n, const REAL *a,
+                             int64_t lda, const REAL *b, int64_t ldb, REAL *c, int64_t ldc) {
+#if OWN_GEMM
+    if (L->own_gemm) {
+        gemm_f32(m, rows, n, a, 1, lda, b, ldb, 1, c, ldc);
+        return;
+    }
+#endif
+    const int m_ = (int)n, n_ = (int)m, k_ = (int)rows, lda_ = (int)ldb, ldb_ = (int)lda,
+              ldc_ = (int)ldc;
+    const REAL one = 1;
+    ((SUF(gemm_t))L->gemm)("N", "T", &m_, &n_, &k_, &one, b, &lda_, a, &ldb_, &one, c, &ldc_);
+}
+
+/* Rows of F per pass of the weight gradients: a pass's rows of F, h and x stay in L2. */
+#define GRAD_ROWS 256
+
+/* Whether member k's backward, having just finished step t, passes the rows of steps
+ * [t, hi) to grad_rows: every GRAD_ROWS rows and at the last step. */
+static inline int SUF(grad_due)(const Layer *L, int64_t t, int64_t hi) {
+    return t == 0 || (hi - t) * L->B >= GRAD_ROWS;
+}
+
+/* Member k's share of the weight gradients from the rows of steps [t0, t1), read while
+ * the backward has just written them (one pass over all T*B rows afterwards would read F,
+ * h and x back from memory): dW^h[:, :wh_cols] += h_{t-1}^T F[:, :wh_cols] (the GRUs add
+ * their candidate block themselves), dW^x += x^T F and dx = F W^x^T, each where asked. */
+static inline void SUF(grad_rows)(const Layer *L, int64_t k, int64_t t0, int64_t t1, int64_t W,
+                                  int64_t wh_cols) {
+    const int64_t T = L->T, B = L->B, H = L->H, I = L->I, rows = (t1 - t0) * B;
+    const REAL *f = (const REAL *)L->F + (k * T + t0) * B * W;
+    if (L->dWh) {
+        const REAL *hp = (const REAL *)L->Hs + (k * (T + 1) + t0) * B * H;
+        SUF(mm_t)(L, rows, H, wh_cols, hp, H, f, W, (REAL *)L->dWh + k * H * W, W);
+    }
+    if (L->dWx) {
+        const REAL *x = (const REAL *)L->Xin + k * L->xin_kstride + t0 * B * I;
+        SUF(mm_t)(L, rows, I, W, x, I, f, W, (REAL *)L->dWx + k * I * W, W);
+    }
+    if (L->dX)
+        SUF(mm)(L, rows, W, I, f, W, (const REAL *)L->WxT + k * W * I, I, 0,
+                (REAL *)L->dX + (k * T + t0) * B * I, I);
+}
+
+/* In a backward loop over t, after step t: hand the finished rows to grad_rows. */
+#define GRADS(W, wh_cols)                                         \
+    if (SUF(grad_due)(L, t, hi)) {                                \
+        SUF(grad_rows)(L, k, t, hi, W, wh_cols);                  \
+        hi = t;                                                   \
+    }
 
 /* Member k's input projection A_k = X_k W^x_k for all T*B rows (one product, before the
  * time loop, so the loop finds A_k in cache), when the caller left it to the loop. */
@@ -105,12 +164,14 @@ void SUF(rnn_fwd)(const Layer *L) { RUN(SUF(rnn_fwd_k)); }
 MEMBER(rnn_bwd_k) {
     DIMS;
     const REAL *WT = (const REAL *)L->WhT + k * H * H; /* (W, H): W^h transposed */
+    int64_t hi = T; /* steps [t, hi) await grad_rows */
     for (int64_t t = T - 1; t >= 0; t--) {
         const REAL *h = H_AT(t + 1), *dh = TK_AT(L->dH, t + 1);
         REAL *f = F_AT(t, H), *dhp = TK_AT(L->dH, t);
         #pragma GCC ivdep
         for (int64_t i = 0; i < B * H; i++) f[i] = dh[i] * SUF(dact)(h[i], relu);
         SUF(mm)(L, B, H, H, f, H, WT, H, 1, dhp, H);
+        GRADS(H, H)
     }
 }
 
@@ -147,6 +208,7 @@ MEMBER(ugrnn_bwd_k) {
     DIMS;
     const int64_t G = 2 * H;
     const REAL *WT = (const REAL *)L->WhT + k * H * G; /* (W, H): W^h transposed */
+    int64_t hi = T; /* steps [t, hi) await grad_rows */
     for (int64_t t = T - 1; t >= 0; t--) {
         const REAL *a = A_AT(t, G), *hp = H_AT(t), *dh = TK_AT(L->dH, t + 1);
         REAL *f = F_AT(t, G), *dhp = TK_AT(L->dH, t);
@@ -162,6 +224,7 @@ MEMBER(ugrnn_bwd_k) {
             }
         }
         SUF(mm)(L, B, G, H, f, G, WT, H, 1, dhp, H);
+        GRADS(G, G)
     }
 }
 
@@ -211,6 +274,7 @@ MEMBER(grupre_bwd_k) {
     const int64_t G = 3 * H;
     const REAL *WT = (const REAL *)L->WhT + k * H * G; /* (W, H): W^h transposed */
     REAL *drh = (REAL *)L->scratch + k * B * H; /* d(r hp), one step */
+    int64_t hi = T; /* steps [t, hi) await grad_rows */
     for (int64_t t = T - 1; t >= 0; t--) {
         const REAL *a = A_AT(t, G), *hp = H_AT(t), *dh = TK_AT(L->dH, t + 1);
         REAL *f = F_AT(t, G), *dhp = TK_AT(L->dH, t);
@@ -238,6 +302,14 @@ MEMBER(grupre_bwd_k) {
             }
         }
         SUF(mm)(L, B, 2 * H, H, f, G, WT, H, 1, dhp, H); /* += [dp_r, dp_u] W^{ru}^T */
+        if (L->dWh) { /* dW^{ch} += (r hp)^T dp_c, r hp rebuilt for the step */
+            REAL *rh = (REAL *)L->gscratch + k * B * H;
+            for (int64_t i = 0; i < B; i++)
+                #pragma GCC ivdep
+                for (int64_t j = 0; j < H; j++) rh[i * H + j] = a[i * G + j] * hp[i * H + j];
+            SUF(mm_t)(L, B, H, H, rh, H, f + 2 * H, G, (REAL *)L->dWh + k * H * G + 2 * H, G);
+        }
+        GRADS(G, 2 * H)
     }
 }
 
@@ -277,6 +349,7 @@ MEMBER(grupost_bwd_k) {
     DIMS;
     const int64_t G = 3 * H;
     const REAL *WT = (const REAL *)L->WhT + k * H * G; /* (W, H): W^h transposed */
+    int64_t hi = T; /* steps [t, hi) await grad_rows */
     for (int64_t t = T - 1; t >= 0; t--) {
         const REAL *a = A_AT(t, G), *hp = H_AT(t), *dh = TK_AT(L->dH, t + 1),
                    *n = TK_AT(L->N, t);
@@ -297,6 +370,13 @@ MEMBER(grupost_bwd_k) {
         }
         SUF(mm)(L, B, 2 * H, H, f, G, WT, H, 1, dhp, H);         /* [dp_r, dp_u] W^{ru}^T */
         SUF(mm)(L, B, H, H, dn, H, WT + (2 * H) * H, H, 1, dhp, H); /* dn W^{ch}^T */
+        if (SUF(grad_due)(L, t, hi)) {
+            SUF(grad_rows)(L, k, t, hi, G, 2 * H);
+            if (L->dWh) /* dW^{ch} += hp^T dn over the same rows */
+                SUF(mm_t)(L, (hi - t) * B, H, H, H_AT(t), H, KT_AT(L->dN, t), H,
+                          (REAL *)L->dWh + k * H * G + 2 * H, G);
+            hi = t;
+        }
     }
 }
 
@@ -338,6 +418,7 @@ MEMBER(lstm_bwd_k) {
     const int64_t G = 4 * H;
     const REAL *WT = (const REAL *)L->WhT + k * H * G; /* (W, H): W^h transposed */
     REAL *dc = (REAL *)L->carry + k * B * H; /* dL/dc, carried backwards (zero at T) */
+    int64_t hi = T; /* steps [t, hi) await grad_rows */
     for (int64_t t = T - 1; t >= 0; t--) {
         const REAL *a = A_AT(t, G), *dh = TK_AT(L->dH, t + 1);
         const REAL *cp = (const REAL *)L->Cs + ((k * (T + 1) + t) * B) * H;
@@ -359,6 +440,7 @@ MEMBER(lstm_bwd_k) {
             }
         }
         SUF(mm)(L, B, G, H, f, G, WT, H, 1, dhp, H);
+        GRADS(G, G)
     }
 }
 
@@ -401,6 +483,7 @@ MEMBER(plusrnn_bwd_k) {
     const int64_t G = 4 * H;
     const REAL *WT = (const REAL *)L->WhT + k * H * G; /* (W, H): W^h transposed */
     REAL *dhc = (REAL *)L->carry + k * B * H; /* dL/dh, carried backwards (zero at T) */
+    int64_t hi = T; /* steps [t, hi) await grad_rows */
     for (int64_t t = T - 1; t >= 0; t--) {
         const REAL *a = A_AT(t, G), *hp = H_AT(t), *x = KT_AT(L->X, t), *dy = KT_AT(L->dY, t);
         REAL *f = F_AT(t, G);
@@ -420,6 +503,7 @@ MEMBER(plusrnn_bwd_k) {
             }
         }
         SUF(mm)(L, B, G, H, f, G, WT, H, 1, dhc, H);
+        GRADS(G, G)
     }
 }
 
@@ -450,6 +534,7 @@ void SUF(minimalrnn_fwd)(const Layer *L) { RUN(SUF(minimalrnn_fwd_k)); }
 MEMBER(minimalrnn_bwd_k) {
     DIMS;
     const REAL *WT = (const REAL *)L->WhT + k * H * H; /* (W, H): W^h transposed */
+    int64_t hi = T; /* steps [t, hi) await grad_rows */
     for (int64_t t = T - 1; t >= 0; t--) {
         const REAL *u = A_AT(t, H), *hp = H_AT(t), *z = KT_AT(L->Z, t),
                    *dh = TK_AT(L->dH, t + 1);
@@ -460,6 +545,7 @@ MEMBER(minimalrnn_bwd_k) {
             dhp[i] += dh[i] * u[i];
         }
         SUF(mm)(L, B, H, H, f, H, WT, H, 1, dhp, H);
+        GRADS(H, H)
     }
 }
 
