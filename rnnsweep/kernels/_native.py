@@ -87,7 +87,8 @@ _FIELDS = (
 )
 # Fields the C code writes; the others are read only (and may be copied to be dense).
 _WRITTEN = frozenset(
-    {"A", "Hs", "F", "dH", "Ys", "Cs", "N", "dN", "carry", "scratch", "dWh", "dWx", "dX", "gscratch"}
+    {"A", "Hs", "F", "dH", "Ys", "Cs", "N", "dN", "carry", "scratch"}
+    | {"dWh", "dWx", "dX", "gscratch"}
 )
 
 
