@@ -11,9 +11,11 @@
    double backward raising, gradients only where asked for, a cell without a
    kernel, CUDA against the CPU reference where a GPU is present.
 
-1-3 and the contracts run twice on the CPU: with the native C time loops
-(rnnsweep/kernels/native) and with the torch-op loop (``RNNSWEEP_NATIVE=0``); the
-``loop`` fixture checks that the loop it names is the one that ran.
+1-3 and the contracts run three times on the CPU: with the native C time loops
+(rnnsweep/kernels/native), with float32 products through their own AVX-512 GEMM
+(where built) and through torch's BLAS (``RNNSWEEP_NATIVE=blas``), and with the
+torch-op loop (``RNNSWEEP_NATIVE=0``); the ``loop`` fixture checks that the loop it
+names is the one that ran.
 """
 
 from __future__ import annotations
@@ -94,20 +96,24 @@ def _inputs(K: int, dtype: torch.dtype, seed: int = 1) -> tuple[torch.Tensor, to
     return x, w
 
 
-@pytest.fixture(params=["native", "torch"])
+@pytest.fixture(params=["native", "native-blas", "torch"])
 def loop(request, monkeypatch):
-    """Run the test with the native C time loops or the torch-op loop, and check which ran."""
+    """Run the test with the native C time loops (float32 products through their own
+    AVX-512 GEMM where built, or all through torch's BLAS) or the torch-op loop, and
+    check which ran."""
     calls = []
     real_run = _native.run
     monkeypatch.setattr(_native, "run", lambda *a, **k: (calls.append(a[0]), real_run(*a, **k)))
-    if request.param == "native":
+    if request.param.startswith("native"):
         if not _native.available():
             pytest.skip(f"native loops unavailable: {_native.status()}")
-        monkeypatch.setenv(_native.ENV_SWITCH, "1")
+        blas = request.param == "native-blas"
+        monkeypatch.setenv(_native.ENV_SWITCH, "blas" if blas else "1")
+        assert not (blas and _native.own_gemm())
     else:
         monkeypatch.setenv(_native.ENV_SWITCH, "0")
     yield request.param
-    if request.param == "native":
+    if request.param.startswith("native"):
         assert calls, "the native loops never ran"
     else:
         assert not calls, f"the native loops ran with {_native.ENV_SWITCH}=0: {calls}"

@@ -110,3 +110,71 @@ def test_python_struct_mirrors_the_c_layer():
         _, rest = decl.split(None, 1)
         names += [n.strip(" *\n") for n in rest.split(",")]
     assert names == [name for name, _ in _native._Layer._fields_]
+
+
+needs_own_gemm = pytest.mark.skipif(
+    not (_native.available() and _native.own_gemm()),
+    reason="no AVX-512 GEMM built on this CPU (the BLAS path is tested everywhere)",
+)
+
+
+@needs_own_gemm
+@pytest.mark.parametrize(
+    "M, K, N",
+    [(1, 1, 1), (8, 64, 32), (32, 64, 128), (13, 5, 17), (37, 300, 70), (64, 1600, 128), (9, 0, 5)],
+)
+@pytest.mark.parametrize("a_transposed", [False, True])
+def test_own_gemm_against_float64(M, K, N, a_transposed, monkeypatch):
+    """``_native.bmm`` (native/gemm.h) against a float64 product: full 8 x 32 tiles, row and
+    column tails, sums longer than one pass (K > 256), an operand read transposed in
+    place and one that is not unit-stride (copied), an empty sum."""
+    monkeypatch.delenv(_native.ENV_SWITCH, raising=False)
+    g = torch.Generator().manual_seed(M * 1000 + K * 10 + N)
+    a = torch.randn(3, K, M, generator=g).transpose(1, 2) if a_transposed else None
+    a = torch.randn(3, M, K, generator=g) if a is None else a
+    b = torch.randn(3, N, K, generator=g).transpose(1, 2)  # (3, K, N), columns unit-stride
+    got = _native.bmm(a, b)
+    want = torch.bmm(a.double(), b.double())
+    assert got.shape == (3, M, N) and got.dtype == torch.float32
+    scale = want.abs().max().clamp_min(1.0)
+    assert (got.double() - want).abs().max() / scale < 1e-5
+
+
+@needs_own_gemm
+def test_own_gemm_keeps_a_nan_in_its_member(monkeypatch):
+    """A NaN in one member's operand reaches that member's products only (the row it is
+    in), never another member's: the isolation the packs rely on."""
+    monkeypatch.delenv(_native.ENV_SWITCH, raising=False)
+    a, b = torch.randn(4, 40, 70), torch.randn(4, 70, 50)
+    clean = _native.bmm(a, b)
+    a[1, 17, 3] = float("nan")
+    dirty = _native.bmm(a, b)
+    assert torch.isnan(dirty[1, 17]).all()
+    rows = torch.ones(40, dtype=torch.bool)
+    rows[17] = False
+    assert torch.equal(dirty[1, rows], clean[1, rows])
+    assert torch.equal(dirty[[0, 2, 3]], clean[[0, 2, 3]])
+
+
+@pytest.mark.skipif(not HAS_CC, reason="no C compiler on this machine")
+@pytest.mark.parametrize("mode", ["1", "blas"])
+@pytest.mark.parametrize(
+    "arch, reset", [("ugrnn", "pre"), ("gru", "pre"), ("gru", "post"), ("lstm", "pre")]
+)
+def test_native_backward_over_many_gradient_passes(arch, reset, mode, monkeypatch):
+    """At sizes where the loop's products use full tiles and the weight gradients come in
+    several passes of 256 rows (T B = 40 x 9 = 360 rows; hidden 40: column tails), the
+    fused gradients equal the per-step reference's, float32, both product paths."""
+    monkeypatch.setenv(_native.ENV_SWITCH, mode)
+    cfg = ModelConfig(arch, 7, 3, 40, 2, gru_reset=reset)  # type: ignore[arg-type]
+    model = PackedRNN(cfg, [InitConfig(seed=k, init_scale=1.2) for k in range(2)])
+    x = torch.randn(2, 40, 9, 7, generator=torch.Generator().manual_seed(1))
+    w = torch.randn(2, 40, 9, 3, generator=torch.Generator().manual_seed(2))
+    grads = []
+    for forward in (model.forward, lambda x: fused_forward(model, x)):
+        model.zero_grad(set_to_none=True)
+        (forward(x) * w).sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for name, want in grads[0].items():
+        err = (grads[1][name] - want).abs().max() / want.abs().max()
+        assert err < 1e-4, f"{name}: relative error {err:.2e}"

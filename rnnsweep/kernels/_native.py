@@ -4,17 +4,26 @@ Why. On a CPU, the torch-op time loop of :mod:`rnnsweep.kernels._base` spends ab
 as long in a dozen small pointwise passes per step (each a full trip through
 torch's dispatcher and through memory) as in the step's product. The C loops in
 ``native/layers.c`` run, for each member of the pack and each step, the member's
-small recurrent product (``h_{t-1} W^h``, through the BLAS torch itself links:
-its exported Fortran ``sgemm_``/``dgemm_``) and then *one* fused pass of the gate
-math over the step's rows while they are still in cache. Members are spread over
-OpenMP threads (torch's own runtime, so ``torch.set_num_threads`` governs both),
-and a member's arithmetic never depends on the pack it is in.
+small recurrent product ``h_{t-1} W^h`` and then *one* fused pass of the gate math
+over the step's rows while they are still in cache. Members are spread over OpenMP
+threads (torch's own runtime, so ``torch.set_num_threads`` governs both), and a
+member's arithmetic never depends on the pack it is in.
+
+Products. float32 products run through ``native/gemm.h``, a small AVX-512 GEMM
+(where the CPU has AVX-512): torch's MKL runs its AVX2 code on AMD CPUs, at most
+half of what the AVX-512 units do (docs/PERFORMANCE.md: 170-200 against 80-95
+GFLOP/s per core at these shapes). Elsewhere, for float64, and with
+``RNNSWEEP_NATIVE=blas``, they go through the BLAS torch itself links (its exported
+Fortran ``sgemm_``/``dgemm_``).
 
 Besides the time loops, the forward forms each member's input projection
 ``x W^x`` (one GEMM over its ``T*B`` rows) right before that member's loop, so the
-loop finds it in cache, and adds the input bias per step. The backward's products
-over all rows (weight gradients, ``dx``) stay torch ``bmm`` calls. Buffers, their
-layouts and what is saved for backward are the torch path's, so the two paths are
+loop finds it in cache, and adds the input bias per step. The backward forms the
+weight gradients ``dW^h``, ``dW^x`` and the input gradient ``dx`` inside its loop,
+every 256 rows of steps, while those rows of ``F``, ``h`` and ``x`` are in cache:
+as separate products over all ``T*B`` rows afterwards they read everything back
+from memory and took as long as the rest of the backward. Buffers, their layouts and
+what is saved for backward are the torch path's, so the two paths are
 interchangeable step for step (``tests/test_kernels.py`` runs both against the
 per-step reference).
 
@@ -26,7 +35,8 @@ Concurrent workers each compile to a private file and rename it into place.
 
 Fallback. Anything missing (no compiler, a torch without an exported BLAS, a
 non-float dtype, a GPU tensor) selects the torch loop; ``RNNSWEEP_NATIVE=0``
-forces it. :func:`status` says which is in use and why.
+forces it, ``RNNSWEEP_NATIVE=blas`` keeps the C loops with BLAS products.
+:func:`status` says which is in use and why.
 """
 
 from __future__ import annotations
