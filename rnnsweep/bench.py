@@ -65,8 +65,12 @@ class BenchRow:
     speedup_vs_naive: float
     speedup_vs_torch: float | None
     gflops: float  # packed, achieved
-    peak_gflops: float  # measured sgemm in the same run
+    peak_gflops: float  # measured sgemm (torch's BLAS) in the same run
     fraction_of_peak: float
+    # the native loops' own AVX-512 GEMM on a 512^3 product in the same run (None where
+    # not built): on AMD CPUs it outruns torch's MKL, so it is the stricter peak
+    native_gemm_gflops: float | None
+    fraction_of_native_gemm: float | None
     threads: int
     cpu_loop: str  # which time loop the packed kernels ran: rnnsweep.kernels._native.status()
 
@@ -91,6 +95,21 @@ def measure_sgemm_gflops(n: int = 1024, seconds: float = 1.0) -> float:
     reps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         a @ b
+        reps += 1
+    return 2.0 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def measure_native_gemm_gflops(n: int = 512, seconds: float = 1.0) -> float | None:
+    """The native loops' own float32 GEMM (native/gemm.h) on an n^3 product, at torch's
+    thread count; None where it is not built (no AVX-512, or the switch says otherwise)."""
+    if not _native.own_gemm():
+        return None
+    a, b = torch.randn(1, n, n), torch.randn(1, n, n)
+    for _ in range(3):
+        _native.bmm(a, b)
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        _native.bmm(a, b)
         reps += 1
     return 2.0 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
@@ -177,6 +196,7 @@ def run_bench(
     """Time every case three ways; returns one row per case."""
     threads = torch.get_num_threads()
     peak = measure_sgemm_gflops(seconds=peak_seconds)
+    native_peak = measure_native_gemm_gflops(seconds=peak_seconds)
     rows = []
     for case in cases:
         naive_step, cfg = _packed_step_fn(case, 1, "reference")
@@ -211,6 +231,10 @@ def run_bench(
             gflops=flops / t_packed / 1e9,
             peak_gflops=peak,
             fraction_of_peak=flops / t_packed / 1e9 / peak,
+            native_gemm_gflops=native_peak,
+            fraction_of_native_gemm=None
+            if not native_peak
+            else flops / t_packed / 1e9 / native_peak,
             threads=threads,
             cpu_loop=_native.status(),
         )

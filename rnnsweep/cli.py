@@ -994,6 +994,8 @@ def bench(
         Column("gflops", "GFLOP/s", ".1f"),
         Column("peak_gflops", "sgemm peak", ".1f"),
         Column("fraction_of_peak", "of peak", pct),
+        Column("native_gemm_gflops", "AVX-512 GEMM", ".1f"),
+        Column("fraction_of_native_gemm", "of it", pct),
     ]
     title = (
         f"parens, seq 50, batch 32, 300 steps/trial; {threads} thread(s); "

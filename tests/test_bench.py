@@ -43,6 +43,11 @@ def test_run_bench_rows_have_the_json_contract():
         assert row[k] > 0, k
     assert row["speedup_vs_naive"] == row["packed_trials_per_hour"] / row["naive_trials_per_hour"]
     assert row["cpu_loop"] == _native.status()  # which time loop the packed figures are of
+    if _native.own_gemm():  # the stricter peak: the native loops' own GEMM
+        assert row["native_gemm_gflops"] > 0
+        assert row["fraction_of_native_gemm"] == row["gflops"] / row["native_gemm_gflops"]
+    else:
+        assert row["native_gemm_gflops"] is None and row["fraction_of_native_gemm"] is None
     json.dumps(rows)  # plain JSON values
 
 
