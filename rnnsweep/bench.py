@@ -148,7 +148,7 @@ def _packed_step_fn(case: BenchCase, K: int, impl: str) -> tuple[Callable[[], No
         fwd = model.forward
 
     def step() -> None:
-        batch = Batch.stack([task.sample(g, case.batch_size) for g in gens])
+        batch = task.sample_pack(gens, case.batch_size)
         loss = task.loss(fwd(batch.x), batch)
         opt.zero_grad()
         loss.sum().backward()

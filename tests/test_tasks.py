@@ -89,6 +89,19 @@ def test_sampling_is_deterministic_per_generator(name: str, opts: dict) -> None:
     assert not (torch.equal(a.x, c.x) and torch.equal(a.y, c.y)), "seed ignored"
 
 
+@pytest.mark.parametrize(("name", "opts"), CONFIGS, ids=IDS)
+def test_sample_pack_is_each_members_own_sample(name: str, opts: dict) -> None:
+    """A pack's batch (parens forms it in one pass) stacks exactly the batches each
+    member's generator gives alone: a trial's data never depends on its pack."""
+    task = make_task(name, opts)
+    seeds = [5, 0, 5, 11]
+    pack = task.sample_pack([torch.Generator().manual_seed(s) for s in seeds], 6)
+    alone = Batch.stack([_sample(task, s, 6) for s in seeds])
+    for f in ("x", "y", "mask"):
+        got, want = getattr(pack, f), getattr(alone, f)
+        assert got.dtype == want.dtype and torch.equal(got, want), f
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_options_round_trip_through_make_task(name: str) -> None:
     task = make_task(name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -111,6 +112,11 @@ class Task(ABC):
     @abstractmethod
     def sample(self, generator: torch.Generator, batch_size: int) -> Batch:
         """One member's batch ``(T, B, ...)`` on the CPU, deterministic for the generator."""
+
+    def sample_pack(self, generators: Sequence[torch.Generator], batch_size: int) -> Batch:
+        """Every member's batch, stacked ``(K, T, B, ...)``: member k's is exactly
+        ``sample(generators[k], batch_size)``. A task may form all of them in one pass."""
+        return Batch.stack([self.sample(g, batch_size) for g in generators])
 
     def eval_batch(self, seed: int, size: int) -> Batch:
         """The held-out evaluation set: ``size`` samples from a seed of its own."""

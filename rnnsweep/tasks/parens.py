@@ -10,6 +10,7 @@ the floor at depth 0 and the clipping rule below are our own choices.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -93,18 +94,29 @@ class ParensTask(ClassificationTask):
         self._cdf = cdf  # (n_symbols,)
 
     def sample(self, generator: torch.Generator, batch_size: int) -> Batch:
+        u = torch.rand(self.seq_len, batch_size, self.n_streams, generator=generator)
+        return self._batch(u)  # (T, B, S) uniforms in [0, 1)
+
+    def sample_pack(self, generators: Sequence[torch.Generator], batch_size: int) -> Batch:
+        # each member's uniforms from its own generator, then the rest in one pass (the
+        # same ops on a leading pack axis: member k's batch is sample(generators[k]))
         T, B, S = self.seq_len, batch_size, self.n_streams
-        u = torch.rand(T, B, S, generator=generator)  # (T, B, S) in [0, 1)
+        return self._batch(torch.stack([torch.rand(T, B, S, generator=g) for g in generators]))
+
+    def _batch(self, u: torch.Tensor) -> Batch:
+        """The batch for uniforms ``u`` ``(..., T, B, S)`` (any leading axes)."""
+        *lead, T, B, S = u.shape
         # Inverse-CDF draw: the number of CDF knots at or below u. (torch.searchsorted
         # does the same but took ~6 ms a call here, on a loaded 2-core CPU.)
-        sym = (u.unsqueeze(-1) >= self._cdf[:-1]).sum(dim=-1)  # (T, B, S)
-        x = F.one_hot(sym, self.n_symbols).to(torch.float32).view(T, B, S * self.n_symbols)
-        step = (sym == OPEN).to(torch.int64) - (sym == CLOSE).to(torch.int64)  # (T, B, S)
-        walk = step.cumsum(dim=0)  # (T, B, S) unreflected S_t
-        floor = walk.cummin(dim=0).values.clamp_max(0)  # (T, B, S) min(0, min_{u<=t} S_u)
-        depth = walk - floor  # (T, B, S) reflected at 0
-        y = depth.clamp_max(self.max_depth)  # (T, B, S) long
-        mask = torch.ones(T, B, dtype=torch.float32)  # (T, B) every step counts
+        sym = (u.unsqueeze(-1) >= self._cdf[:-1]).sum(dim=-1)  # (..., T, B, S)
+        x = F.one_hot(sym, self.n_symbols).to(torch.float32)
+        x = x.view(*lead, T, B, S * self.n_symbols)
+        step = (sym == OPEN).to(torch.int64) - (sym == CLOSE).to(torch.int64)  # (..., T, B, S)
+        walk = step.cumsum(dim=-3)  # unreflected S_t
+        floor = walk.cummin(dim=-3).values.clamp_max(0)  # min(0, min_{u<=t} S_u)
+        depth = walk - floor  # reflected at 0
+        y = depth.clamp_max(self.max_depth)  # (..., T, B, S) long
+        mask = torch.ones(*lead, T, B, dtype=torch.float32)  # every step counts
         return Batch(x, y, mask)
 
     def options(self) -> dict[str, Any]:

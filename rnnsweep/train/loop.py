@@ -261,7 +261,7 @@ def train_pack(
             break
         if not bool(active.all()):
             active = pack.compact(active)
-        batch = Batch.stack([task.sample(g, cfg.batch_size) for g in pack.gens]).to(device, dtype)
+        batch = task.sample_pack(pack.gens, cfg.batch_size).to(device, dtype)
         losses = task.loss(pack.forward(batch.x), batch)  # (n,)
         if step == 0:
             initial = losses.detach().clone()
