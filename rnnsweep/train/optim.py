@@ -88,43 +88,50 @@ class PackedOptimizer:
             for p in self.params
         ]
 
-    def _update(self, kind: str, p, m, v, g, act, lr):
-        """New (m, v) and the step for every member under ``kind``'s rule."""
-        b1, b2 = self.betas
+    def _advance(self, kind: str, m, v, g, lr, t) -> torch.Tensor:
+        """Advance the moments ``m``, ``v`` in place under ``kind``'s rule; return the step
+        to subtract. The same in-place arithmetic serves both paths of :meth:`step`, so a
+        member's numbers never depend on whether a frozen member shares its pack."""
         if kind == "sgd":
-            m_new = self.momentum * m + g
-            return m_new, v, lr * m_new
+            m.mul_(self.momentum).add_(g)
+            return m * lr
         if kind == "rmsprop":
-            m_new = self.alpha * m + (1 - self.alpha) * g * g
-            return m_new, v, lr * g / (m_new.sqrt() + self.eps)
-        m_new = b1 * m + (1 - b1) * g
-        v_new = b2 * v + (1 - b2) * g * g
-        t = _per_member(self.t.clamp_min(1), p)
-        m_hat = m_new / (1 - b1**t)
-        v_hat = v_new / (1 - b2**t)
-        return m_new, v_new, lr * m_hat / (v_hat.sqrt() + self.eps)
+            m.mul_(self.alpha).addcmul_(g, g, value=1 - self.alpha)
+            return (g * lr).div_(m.sqrt().add_(self.eps))
+        b1, b2 = self.betas
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        denom = (v / (1 - b2**t)).sqrt_().add_(self.eps)  # sqrt(v_hat) + eps
+        return (m * (lr / (1 - b1**t))).div_(denom)  # lr m_hat / (sqrt(v_hat) + eps)
 
     @torch.no_grad()
     def step(self, active: torch.Tensor) -> None:
-        """One update of the active members ``(K,)`` bool; frozen members are untouched."""
+        """One update of the active members ``(K,)`` bool; frozen members are untouched.
+
+        When every member is active and follows one rule (the usual case on the CPU,
+        where frozen members leave the pack), the state is updated in place: a third of
+        the passes through memory of the selecting path below.
+        """
         self.t = torch.where(active, self.t + 1, self.t)
+        in_place = len(self.masks) == 1 and active.device.type == "cpu" and bool(active.all())
         for p, (m, v) in zip(self.params, self.state, strict=True):
             if p.grad is None:
                 continue
+            lr, t = _per_member(self.lr, p), _per_member(self.t.clamp_min(1), p)
+            if in_place:
+                p.sub_(self._advance(self.kind, m, v, p.grad, lr, t))
+                continue
             act = _per_member(active, p)
             g = torch.where(act, p.grad, torch.zeros_like(p.grad))
-            lr = _per_member(self.lr, p)
-            if len(self.masks) == 1:
-                m_new, v_new, upd = self._update(self.kind, p, m, v, g, act, lr)
-            else:
-                m_new, v_new, upd = m.clone(), None if v is None else v.clone(), None
-                for kind, mask in self.masks.items():
-                    km, kv, ku = self._update(kind, p, m, v, g, act, lr)
-                    sel = _per_member(mask, p)
-                    m_new = torch.where(sel, km, m_new)
-                    if kind == "adam":
-                        v_new = torch.where(sel, kv, v_new)
-                    upd = ku if upd is None else torch.where(sel, ku, upd)
+            m_new, v_new, upd = m.clone(), None if v is None else v.clone(), None
+            for kind, mask in self.masks.items():
+                km, kv = m.clone(), None if v is None else v.clone()
+                ku = self._advance(kind, km, kv, g, lr, t)
+                sel = _per_member(mask, p)
+                m_new = torch.where(sel, km, m_new)
+                if kind == "adam":
+                    v_new = torch.where(sel, kv, v_new)
+                upd = ku if upd is None else torch.where(sel, ku, upd)
             m.copy_(torch.where(act, m_new, m))
             if v is not None and v_new is not None:
                 v.copy_(torch.where(act, v_new, v))
