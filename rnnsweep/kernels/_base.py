@@ -142,7 +142,8 @@ class SequenceKernel:
     # The C loops ``{native}_fwd``/``{native}_bwd`` of native/layers.c (see _native).
     native: ClassVar[str]
     # Gradients the native backward forms inside its time loop, from each chunk of
-    # steps' rows while they are in cache (the torch loop forms them in ``grads``).
+    # steps' rows while they are in cache (the torch loop forms them in ``grads``);
+    # the bias gradients (column sums of F) for every cell.
     native_grads: ClassVar[tuple[str, ...]] = ("Wh", "Wx", "x")
 
     # ---- forward ---------------------------------------------------------------------------
@@ -225,7 +226,7 @@ class SequenceKernel:
     def run_native(self, r: Run, direction: str) -> None:
         """The whole time loop of ``direction`` ("fwd" or "bwd") as one C call."""
         # the vanilla RNN saves no A; the +RNN carries dL/dh in a (K, B, H) buffer, not dH
-        bwd = ("F", "dH", "dWh", "dWx", "dX", "WxT", "gscratch")
+        bwd = ("F", "dH", "dWh", "dWx", "dX", "WxT", "gscratch", "db")
         names = ("Hs", "Wh", "A") + (bwd if direction == "bwd" else ("bias", "Wx"))
         names += ("Xin",) if direction == "fwd" or "dWx" in vars(r) or "dX" in vars(r) else ()
         tensors = {name: vars(r)[name] for name in names if name in vars(r)}
@@ -271,6 +272,9 @@ class SequenceKernel:
             done["Wh"] = r.dWh = torch.zeros_like(r.Wh)  # (K, H, G*H)
         if needs["Wx"] and "Wx" in self.native_grads:
             done["Wx"] = r.dWx = torch.zeros_like(r.p["Wx"])  # (K, I, G*H)
+        if needs["b"] or needs["fg"]:  # both are the column sums of F
+            r.db = r.F.new_zeros(r.K, 1, r.F.shape[-1])  # (K, 1, G*H)
+            done |= {name: r.db for name in ("b", "fg") if needs[name]}
         if needs["x"] and "x" in self.native_grads:
             done["x"] = r.dX = torch.empty_like(r.x, memory_format=torch.contiguous_format)
             r.WxT = r.p["Wx"].transpose(1, 2).contiguous()  # (K, G*H, I)

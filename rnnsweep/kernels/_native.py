@@ -94,11 +94,12 @@ _FIELDS = (
     "dX",
     "WxT",
     "gscratch",
+    "db",
 )
 # Fields the C code writes; the others are read only (and may be copied to be dense).
 _WRITTEN = frozenset(
     {"A", "Hs", "F", "dH", "Ys", "Cs", "N", "dN", "carry", "scratch"}
-    | {"dWh", "dWx", "dX", "gscratch"}
+    | {"dWh", "dWx", "dX", "gscratch", "db"}
 )
 
 
@@ -124,6 +125,7 @@ def _shape(field: str, K: int, T: int, B: int, H: int, W: int, I: int) -> tuple[
         "dWx": (K, I, W),
         "WxT": (K, W, I),
         "dX": (K, T, B, I),
+        "db": (K, 1, W),
     }.get(field, (K, T, B, H))  # X, Ys, dY, Z, dN
 
 

@@ -27,8 +27,9 @@
  * already holds it); bhn (K, 1, H); carry, scratch and gscratch (K, B, H).
  * Backwards, when given, the loop also forms the weight gradients while each chunk of
  * steps' rows of F is in cache: dWh (K, H, W) and dWx (K, I, W), added to (the caller
- * zeroes them), and dX (K, T, B, I) = F Wx^T, written, with WxT (K, W, I) and the layer
- * input read from Xin as in the forward. All dense. */
+ * zeroes them), db (K, 1, W), the column sums of F, added to, and dX (K, T, B, I) =
+ * F Wx^T, written, with WxT (K, W, I) and the layer input read from Xin as in the
+ * forward. All dense. */
 typedef struct {
     int64_t K, T, B, H;
     int64_t I, xin_kstride; /* input width; X_in's stride between members (elements) */
@@ -37,7 +38,7 @@ typedef struct {
     int64_t own_gemm; /* float32 products through gemm.h's kernel (if compiled), not gemm */
     void *gemm;       /* sgemm_ (f32) or dgemm_ (f64), Fortran calling convention */
     void *A, *Hs, *Wh, *WhT, *Xin, *Wx, *bias, *F, *dH, *X, *Ys, *dY, *Cs, *N, *dN, *Z, *bhn, *carry, *scratch;
-    void *dWh, *dWx, *dX, *WxT, *gscratch;
+    void *dWh, *dWx, *dX, *WxT, *gscratch, *db;
 } Layer;
 
 /* exp for float that GCC vectorises (Cephes' expf polynomial, about 1 ulp): the

@@ -55,7 +55,8 @@ static inline int SUF(grad_due)(const Layer *L, int64_t t, int64_t hi) {
 /* Member k's share of the weight gradients from the rows of steps [t0, t1), read while
  * the backward has just written them (one pass over all T*B rows afterwards would read F,
  * h and x back from memory): dW^h[:, :wh_cols] += h_{t-1}^T F[:, :wh_cols] (the GRUs add
- * their candidate block themselves), dW^x += x^T F and dx = F W^x^T, each where asked. */
+ * their candidate block themselves), dW^x += x^T F, dx = F W^x^T and db += the column
+ * sums of F, each where asked. */
 static inline void SUF(grad_rows)(const Layer *L, int64_t k, int64_t t0, int64_t t1, int64_t W,
                                   int64_t wh_cols) {
     const int64_t T = L->T, B = L->B, H = L->H, I = L->I, rows = (t1 - t0) * B;
@@ -71,6 +72,12 @@ static inline void SUF(grad_rows)(const Layer *L, int64_t k, int64_t t0, int64_t
     if (L->dX)
         SUF(mm)(L, rows, W, I, f, W, (const REAL *)L->WxT + k * W * I, I, 0,
                 (REAL *)L->dX + (k * T + t0) * B * I, I);
+    if (L->db) {
+        REAL *db = (REAL *)L->db + k * W;
+        for (int64_t i = 0; i < rows; i++)
+            #pragma GCC ivdep
+            for (int64_t j = 0; j < W; j++) db[j] += f[i * W + j];
+    }
 }
 
 /* In a backward loop over t, after step t: hand the finished rows to grad_rows. */
