@@ -159,12 +159,15 @@ def test_own_gemm_keeps_a_nan_in_its_member(monkeypatch):
 @pytest.mark.skipif(not HAS_CC, reason="no C compiler on this machine")
 @pytest.mark.parametrize("mode", ["1", "blas"])
 @pytest.mark.parametrize(
-    "arch, reset", [("ugrnn", "pre"), ("gru", "pre"), ("gru", "post"), ("lstm", "pre")]
+    "arch, reset",
+    [("rnn", "pre"), ("ugrnn", "pre"), ("gru", "pre"), ("gru", "post"), ("lstm", "pre")],
 )
 def test_native_backward_over_many_gradient_passes(arch, reset, mode, monkeypatch):
     """At sizes where the loop's products use full tiles and the weight gradients come in
-    several passes of 256 rows (T B = 40 x 9 = 360 rows; hidden 40: column tails), the
-    fused gradients equal the per-step reference's, float32, both product paths."""
+    several passes of 256 rows (T B = 40 x 9 = 360 rows: F is a ring of 29 steps, the last
+    pass a short one; hidden 40: column tails), the fused gradients equal the per-step
+    reference's, float32, both product paths."""
+    assert _native.grad_pass_steps(9) == 29
     monkeypatch.setenv(_native.ENV_SWITCH, mode)
     cfg = ModelConfig(arch, 7, 3, 40, 2, gru_reset=reset)  # type: ignore[arg-type]
     model = PackedRNN(cfg, [InitConfig(seed=k, init_scale=1.2) for k in range(2)])

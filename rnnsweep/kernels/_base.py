@@ -259,7 +259,16 @@ class SequenceKernel:
         with the local derivatives (``factors``), then multiplies it in place by the
         incoming gradient (``back_step``).
         """
-        r.F = r.A.new_empty(r.A.shape)  # (K, T, B, G*H)
+        r.F = r.A.new_empty(r.K, self.f_steps(r), r.B, r.A.shape[-1])  # (K, T, B, G*H)
+
+    def f_steps(self, r: Run) -> int:
+        """Steps of ``F`` to hold: T, or one weight-gradient pass where the native loop
+        forms every gradient that reads ``F`` (it then reuses the pass's block of ``F``:
+        a pass through memory less per layer, and the backward's scratch shrinks from
+        ``K T B G H`` to ``K 8 B G H`` elements at B = 32)."""
+        if r.native and {"Wh", "Wx", "x"} <= set(self.native_grads):
+            return min(r.T, _native.grad_pass_steps(r.B))
+        return r.T
 
     def native_grad_buffers(self, r: Run, needs: dict[str, bool]) -> dict[str, Tensor]:
         """The buffers the native backward forms ``native_grads`` in, by input name.
@@ -340,8 +349,12 @@ class SequenceKernel:
     def grads(self, r: Run, needs: dict[str, bool]) -> dict[str, Tensor | None]:
         """Weight, bias, initial-state and input gradients: single products over T*B rows."""
         K, T, B, H = r.K, r.T, r.B, r.H
-        dP = r.F.view(K, T * B, -1)  # (K, T*B, G*H)
         g: dict[str, Tensor | None] = dict.fromkeys(needs)
+        if needs["s0"]:
+            g["s0"] = self.grad_s0(r)
+        if not any(needs[name] for name in ("Wh", "Wx", "b", "fg", "x")):
+            return g  # e.g. the native loop formed them all (F may hold one pass only)
+        dP = r.F.view(K, T * B, -1)  # (K, T*B, G*H)
         if needs["Wh"]:
             hp = r.Hs[:, :-1].reshape(K, T * B, H)  # (K, T*B, H): h_{t-1}, a view
             g["Wh"] = _native.bmm(hp.transpose(1, 2), dP)  # (K, H, G*H)
@@ -352,8 +365,6 @@ class SequenceKernel:
             db = dP.sum(1, keepdim=True)  # (K, 1, G*H)
             g["b"] = db if needs["b"] else None
             g["fg"] = db if needs["fg"] else None
-        if needs["s0"]:
-            g["s0"] = self.grad_s0(r)
         if needs["x"]:
             g["x"] = _native.bmm(dP, r.p["Wx"].transpose(1, 2)).view(r.x.shape)  # (K, T, B, I)
         return g

@@ -103,11 +103,20 @@ _WRITTEN = frozenset(
 )
 
 
-def _shape(field: str, K: int, T: int, B: int, H: int, W: int, I: int) -> tuple[int, ...]:  # noqa: E741
+def _shape(
+    field: str,
+    K: int,
+    T: int,
+    B: int,
+    H: int,
+    W: int,
+    I: int,  # noqa: E741
+    f_steps: int,
+) -> tuple[int, ...]:
     """The shape native/layers.c assumes for ``field`` (``W``: the gate width G*H)."""
     return {
         "A": (K, T, B, W),
-        "F": (K, T, B, W),
+        "F": (K, f_steps, B, W),
         "Hs": (K, T + 1, B, H),
         "Cs": (K, T + 1, B, H),
         "dH": (T + 1, K, B, H),
@@ -142,6 +151,7 @@ class _Layer(ctypes.Structure):
         ("nthreads", ctypes.c_int64),
         ("relu", ctypes.c_int64),
         ("own_gemm", ctypes.c_int64),
+        ("f_steps", ctypes.c_int64),
         ("gemm", ctypes.c_void_p),
         *((name, ctypes.c_void_p) for name in _FIELDS),
     ]
@@ -252,10 +262,19 @@ def _library() -> tuple[ctypes.CDLL, dict[torch.dtype, int]] | str:
                 fn = getattr(lib, f"{name}_{direction}_{suffix}")
                 fn.argtypes, fn.restype = [ctypes.POINTER(_Layer)], None
     lib.has_own_gemm.argtypes, lib.has_own_gemm.restype = [], ctypes.c_int64
+    lib.grad_pass_steps.argtypes, lib.grad_pass_steps.restype = [ctypes.c_int64], ctypes.c_int64
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     lib.bmm_f32.argtypes = [i64, i64, i64, i64, ptr, i64, i64, i64, ptr, i64, i64, ptr, i64]
     lib.bmm_f32.restype = None
     return lib, gemm
+
+
+def grad_pass_steps(B: int) -> int:
+    """Steps per weight-gradient pass of the native backward at batch ``B``: what ``F``
+    must hold per member when the loop forms every gradient that reads it."""
+    lib = _library()
+    assert not isinstance(lib, str), lib
+    return int(lib[0].grad_pass_steps(B))
 
 
 def available() -> bool:
@@ -320,11 +339,14 @@ def run(name: str, s: str, dims: tuple[int, int, int, int], tensors: dict[str, T
     assert I or not tensors.keys() & {"dWx", "dX"}, f"native {name}: dWx/dX need Xin"
     layer = _Layer(K=K, T=T, B=B, H=H, nthreads=torch.get_num_threads(), relu=int(s == "relu"))
     layer.own_gemm = int(dtype == torch.float32 and own_gemm())
+    layer.f_steps = tensors["F"].shape[1] if "F" in tensors else T
+    f_ok = layer.f_steps in (T, min(T, grad_pass_steps(B)))
+    assert f_ok, f"native {name}: F holds {layer.f_steps} steps"
     layer.gemm = gemm[dtype]
     keep = []  # read-only copies must outlive the call
     for field, t in tensors.items():
         assert t.dtype == dtype and t.device.type == "cpu", f"{field}: {t.dtype} on {t.device}"
-        want = _shape(field, K, T, B, H, W, I)
+        want = _shape(field, K, T, B, H, W, I, layer.f_steps)
         assert tuple(t.shape) == want, f"native {name}: {field} is {tuple(t.shape)}, not {want}"
         if field == "Xin" and t.stride()[1:] == (B * I, I, 1):
             # dense within each member (e.g. the layer below's h_0..h_{T-1}, a view that

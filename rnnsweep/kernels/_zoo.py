@@ -62,7 +62,7 @@ class RNNKernel(SequenceKernel):
         return {"Hs": r.Hs}
 
     def grad_buffers(self, r: Run) -> None:
-        r.F = r.Hs.new_empty(r.K, r.T, r.B, r.H)  # (K, T, B, H); no A was saved
+        r.F = r.Hs.new_empty(r.K, self.f_steps(r), r.B, r.H)  # (K, T, B, H); no A was saved
 
     def factors(self, r: Run, lo: int, hi: int) -> None:
         dact(r.Hs[:, lo + 1 : hi + 1], r.s, out=r.F[:, lo:hi])  # s'(a_t) from h_t

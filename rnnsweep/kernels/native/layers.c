@@ -19,7 +19,7 @@
 #include "gemm.h"
 
 /* The layer's buffers, shared by every cell (unused fields are NULL). Layouts, with
- * W = the cell's gate width G*H: A, F (K, T, B, W); Hs, Cs (K, T+1, B, H);
+ * W = the cell's gate width G*H: A (K, T, B, W); F (K, f_steps, B, W); Hs, Cs (K, T+1, B, H);
  * X, Ys, dY, Z, dN (K, T, B, H); dH and N time-major, (T+1, K, B, H) and
  * (T, K, B, H); Xin (K, T, B, I), rows dense within a member, and Wx (K, I, W): when
  * given, the forward forms A = Xin Wx itself, per member; Wh (K, H, W) and, backwards, its
@@ -36,10 +36,14 @@ typedef struct {
     int64_t nthreads; /* OpenMP threads over members; 1 runs serially */
     int64_t relu;     /* the cell's nonlinearity: 0 tanh, 1 relu */
     int64_t own_gemm; /* float32 products through gemm.h's kernel (if compiled), not gemm */
+    int64_t f_steps;  /* steps of F held per member: T, or one weight-gradient pass (a ring) */
     void *gemm;       /* sgemm_ (f32) or dgemm_ (f64), Fortran calling convention */
     void *A, *Hs, *Wh, *WhT, *Xin, *Wx, *bias, *F, *dH, *X, *Ys, *dY, *Cs, *N, *dN, *Z, *bhn, *carry, *scratch;
     void *dWh, *dWx, *dX, *WxT, *gscratch, *db;
 } Layer;
+
+/* Rows of F per pass of the weight gradients: a pass's rows of F, h and x stay in L2. */
+#define GRAD_ROWS 256
 
 /* exp for float that GCC vectorises (Cephes' expf polynomial, about 1 ulp): the
  * argument is clamped to the finite range; NaN passes through the arithmetic. */
@@ -87,6 +91,10 @@ static inline float tanh_f32(float x) { return 2.0f / (1.0f + exp_f32(-2.0f * x)
 #undef SUF
 #undef EXP
 #undef TANH
+
+/* Steps per weight-gradient pass at batch B: with the weight gradients formed in the loop,
+ * F need only hold that many steps per member (f_steps), reused pass after pass. */
+int64_t grad_pass_steps(int64_t B) { return B >= GRAD_ROWS ? 1 : (GRAD_ROWS + B - 1) / B; }
 
 /* 1 when gemm.h's float32 kernel was compiled in (an AVX-512 build), else 0. */
 int64_t has_own_gemm(void) { return HAVE_GEMM_F32; }

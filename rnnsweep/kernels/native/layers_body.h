@@ -43,8 +43,6 @@ static inline void SUF(mm_t)(const Layer *L, int64_t rows, int64_t m, int64_t n,
     ((SUF(gemm_t))L->gemm)("N", "T", &m_, &n_, &k_, &one, b, &lda_, a, &ldb_, &one, c, &ldc_);
 }
 
-/* Rows of F per pass of the weight gradients: a pass's rows of F, h and x stay in L2. */
-#define GRAD_ROWS 256
 
 /* Whether member k's backward, having just finished step t, passes the rows of steps
  * [t, hi) to grad_rows: every GRAD_ROWS rows and at the last step. */
@@ -58,9 +56,8 @@ static inline int SUF(grad_due)(const Layer *L, int64_t t, int64_t hi) {
  * their candidate block themselves), dW^x += x^T F, dx = F W^x^T and db += the column
  * sums of F, each where asked. */
 static inline void SUF(grad_rows)(const Layer *L, int64_t k, int64_t t0, int64_t t1, int64_t W,
-                                  int64_t wh_cols) {
+                                  int64_t wh_cols, const REAL *f) {
     const int64_t T = L->T, B = L->B, H = L->H, I = L->I, rows = (t1 - t0) * B;
-    const REAL *f = (const REAL *)L->F + (k * T + t0) * B * W;
     if (L->dWh) {
         const REAL *hp = (const REAL *)L->Hs + (k * (T + 1) + t0) * B * H;
         SUF(mm_t)(L, rows, H, wh_cols, hp, H, f, W, (REAL *)L->dWh + k * H * W, W);
@@ -83,7 +80,7 @@ static inline void SUF(grad_rows)(const Layer *L, int64_t k, int64_t t0, int64_t
 /* In a backward loop over t, after step t: hand the finished rows to grad_rows. */
 #define GRADS(W, wh_cols)                                         \
     if (SUF(grad_due)(L, t, hi)) {                                \
-        SUF(grad_rows)(L, k, t, hi, W, wh_cols);                  \
+        SUF(grad_rows)(L, k, t, hi, W, wh_cols, F_AT(t, W));      \
         hi = t;                                                   \
     }
 
@@ -128,7 +125,11 @@ static inline REAL SUF(dact)(REAL y, int64_t relu) {
     (void)A_;                                                                             \
     (void)Hs_
 #define A_AT(t, W) (A_ + ((k * T + (t)) * B) * (W))         /* (B, W) block of A or F */
-#define F_AT(t, W) ((REAL *)L->F + ((k * T + (t)) * B) * (W))
+/* Step t's (B, W) block of F. F holds all T steps, or (f_steps < T) one weight-gradient
+ * pass, the steps [hi - f_steps, hi) that end at the pass's top hi (in the backward loops),
+ * so that a pass's rows are contiguous and the next pass reuses the memory. */
+#define F_AT(t, W) \
+    ((REAL *)L->F + ((k * L->f_steps + (t) - (L->f_steps < T ? hi - L->f_steps : 0)) * B) * (W))
 #define H_AT(t) (Hs_ + ((k * (T + 1) + (t)) * B) * H)       /* h_{t-1}; h_t is H_AT(t + 1) */
 #define KT_AT(buf, t) ((REAL *)(buf) + ((k * T + (t)) * B) * H) /* (K, T, B, H) buffers */
 #define TK_AT(buf, t) ((REAL *)(buf) + (((t) * K + k) * B) * H) /* time-major buffers */
@@ -378,7 +379,7 @@ MEMBER(grupost_bwd_k) {
         SUF(mm)(L, B, 2 * H, H, f, G, WT, H, 1, dhp, H);         /* [dp_r, dp_u] W^{ru}^T */
         SUF(mm)(L, B, H, H, dn, H, WT + (2 * H) * H, H, 1, dhp, H); /* dn W^{ch}^T */
         if (SUF(grad_due)(L, t, hi)) {
-            SUF(grad_rows)(L, k, t, hi, G, 2 * H);
+            SUF(grad_rows)(L, k, t, hi, G, 2 * H, F_AT(t, G));
             if (L->dWh) /* dW^{ch} += hp^T dn over the same rows */
                 SUF(mm_t)(L, (hi - t) * B, H, H, H_AT(t), H, KT_AT(L->dN, t), H,
                           (REAL *)L->dWh + k * H * G + 2 * H, G);
