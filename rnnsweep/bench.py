@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 
@@ -87,16 +88,21 @@ def forward_flops(cfg: ModelConfig, seq_len: int, batch: int) -> float:
     return total + 2.0 * rows * cfg.hidden * cfg.n_out
 
 
-def measure_sgemm_gflops(n: int = 1024, seconds: float = 1.0) -> float:
-    """float32 matrix-multiply rate of this machine, at torch's current thread count."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def _gflops(product: Callable[[], object], flops: float, seconds: float) -> float:
+    """Rate of ``product`` (``flops`` each call) over about ``seconds``, after a warm-up."""
     for _ in range(3):
-        a @ b
+        product()
     reps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        a @ b
+        product()
         reps += 1
-    return 2.0 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+    return flops * reps / (time.perf_counter() - t0) / 1e9
+
+
+def measure_sgemm_gflops(n: int = 1024, seconds: float = 1.0) -> float:
+    """float32 matrix-multiply rate of this machine (torch's BLAS), at torch's thread count."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    return _gflops(lambda: a @ b, 2.0 * n**3, seconds)
 
 
 def measure_native_gemm_gflops(n: int = 512, seconds: float = 1.0) -> float | None:
@@ -105,13 +111,7 @@ def measure_native_gemm_gflops(n: int = 512, seconds: float = 1.0) -> float | No
     if not _native.own_gemm():
         return None
     a, b = torch.randn(1, n, n), torch.randn(1, n, n)
-    for _ in range(3):
-        _native.bmm(a, b)
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        _native.bmm(a, b)
-        reps += 1
-    return 2.0 * n**3 * reps / (time.perf_counter() - t0) / 1e9
+    return _gflops(lambda: _native.bmm(a, b), 2.0 * n**3, seconds)
 
 
 def _time(step: Callable[[], None], n: int, warmup: int = 2) -> float:
@@ -350,33 +350,15 @@ def end_to_end(
     pack_sizes: Sequence[int] = (1, 32), trials: int = 32, steps: int = 300, threads: int = 1
 ) -> list[dict]:
     """Wall time of a whole ``rnnsweep run`` (store included) of ``trials`` trials of the
-    reference workload, once per pack size, each on a fresh temporary SQLite file."""
-    import tempfile
-    from pathlib import Path
+    reference workload, once per pack size, each on a fresh temporary SQLite file.
 
-    from rnnsweep.store import Store
-    from rnnsweep.study import run_study, spec_from_dict
-
+    A two-step, one-trial run first pays the process's one-time costs (imports, the
+    native build, torch.func's start-up), which would otherwise land on the first size.
+    """
+    _e2e_run(1, trials=1, steps=2, threads=threads)  # warm-up, not timed
     rows = []
     for k in pack_sizes:
-        with tempfile.TemporaryDirectory() as d:
-            spec = spec_from_dict(
-                {
-                    "name": f"e2e-k{k}",
-                    "task": "parens",
-                    "arch": "ugrnn",
-                    "depth": 2,
-                    "trials": trials,
-                    "seed": 0,
-                    "model": {"hidden": 64},
-                    "train": {"steps": steps, "batch_size": 32},
-                }
-            )
-            store = Store(f"sqlite:///{Path(d) / 'e2e.db'}", create=True)
-            t0 = time.perf_counter()
-            summary = run_study(spec, store, pack_size=k, threads=threads)
-            wall = time.perf_counter() - t0
-            store.dispose()
+        wall, summary = _e2e_run(k, trials=trials, steps=steps, threads=threads)
         rows.append(
             {
                 "pack_size": k,
@@ -391,3 +373,32 @@ def end_to_end(
     for r in rows:
         r["speedup"] = base / r["wall_s"]
     return rows
+
+
+def _e2e_run(k: int, *, trials: int, steps: int, threads: int) -> tuple[float, Any]:
+    """One timed study of the reference workload with pack size k: (seconds, summary)."""
+    import tempfile
+    from pathlib import Path
+
+    from rnnsweep.store import Store
+    from rnnsweep.study import run_study, spec_from_dict
+
+    with tempfile.TemporaryDirectory() as d:
+        spec = spec_from_dict(
+            {
+                "name": f"e2e-k{k}",
+                "task": "parens",
+                "arch": "ugrnn",
+                "depth": 2,
+                "trials": trials,
+                "seed": 0,
+                "model": {"hidden": 64},
+                "train": {"steps": steps, "batch_size": 32},
+            }
+        )
+        store = Store(f"sqlite:///{Path(d) / 'e2e.db'}", create=True)
+        t0 = time.perf_counter()
+        summary = run_study(spec, store, pack_size=k, threads=threads)
+        wall = time.perf_counter() - t0
+        store.dispose()
+    return wall, summary

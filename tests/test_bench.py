@@ -70,3 +70,16 @@ def test_forward_flops_counts_every_product():
     T, B = 5, 7
     expected = 2 * T * B * (3 * 8 + 4 * 8) + 2 * T * B * 4 * 2
     assert forward_flops(cfg, T, B) == expected
+
+
+def test_end_to_end_times_whole_runs_per_pack_size():
+    """Tiny whole studies through the real runner and SQLite: one row per pack size, every
+    trial run and stored, the first size the unit of the speedups."""
+    from rnnsweep.bench import end_to_end
+
+    rows = end_to_end(pack_sizes=(1, 3), trials=3, steps=2)
+    assert [r["pack_size"] for r in rows] == [1, 3]
+    for r in rows:
+        assert r["trials"] == 3 and r["wall_s"] > 0 and 0 < r["storage_fraction"] < 1
+    assert rows[0]["speedup"] == 1.0
+    assert rows[1]["speedup"] == rows[0]["wall_s"] / rows[1]["wall_s"]

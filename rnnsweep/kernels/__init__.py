@@ -51,22 +51,34 @@ extra row for ``h_{-1}`` and *is* the layer output, shared with the layer above)
     minimalrnn   u, z, Hs                            3 N
 
 so the total is proportional to ``K * depth * T * B * H``. Backward adds transient
-buffers for one layer at a time: ``F`` (``G*N``), ``dH`` (``N``; LSTM: ``dc`` factors,
-another ``N``; torch's GRU: ``dn``, another ``N``) and the small temporaries of one
-chunk of derivative passes. Saved tensors are never modified, so a
-second backward with ``retain_graph=True`` works; double backward
-(``create_graph=True``) is not implemented and raises.
+buffers for one layer at a time: ``F`` (``G*N``; the native loop: one 256-row pass per
+member, below), ``dH`` (``N``; LSTM: ``dc`` factors, another ``N``; torch's GRU: ``dn``,
+another ``N``) and the small temporaries of one chunk of derivative passes. Saved
+tensors are never modified, so a second backward with ``retain_graph=True`` works;
+double backward (``create_graph=True``) is not implemented and raises.
 
 Two time loops. On the CPU, for float32 and float64, the per-step part of both
 directions runs as one C call per layer (:mod:`rnnsweep.kernels._native`,
-``native/layers.c``): per member and step one small GEMM through torch's own BLAS,
+``native/layers.c``): per member and step one small GEMM (float32: the package's own
+AVX-512 kernel, ``native/gemm.h``, where the CPU has AVX-512; else torch's BLAS),
 then one fused pass of the gate math while the step's rows are in cache, members
 spread over ``torch.get_num_threads()`` OpenMP threads; each member's input
-projection is formed right before its loop and the input bias added per step. It is
-compiled on first use and cached; without a C compiler, on CUDA, for other dtypes,
-or with ``RNNSWEEP_NATIVE=0``, the loop below runs as torch ops, step by step. Both loops
-share every buffer, layout and saved tensor, and the tests run each against the
-reference.
+projection is formed right before its loop and the input bias added per step.
+
+One deliberate departure from the table above in the native backward: ``dW^h``,
+``dW^x``, ``dx`` and ``db`` are not single products over all ``T*B`` rows after the
+loop but the same products over passes of 256 rows (8 steps at B = 32), formed inside
+the loop right after those steps, while their rows of ``F``, ``h`` and ``x`` are in
+cache. Still no per-step weight-gradient product, and a pass's products have a long
+inner dimension; but the rows are not read back from memory, and ``F`` need only hold
+one pass per member (a ring). Measured: 167 -> 118 ms per ugrnn pack step of 32 (one
+thread), docs/PERFORMANCE.md. The +RNN and the minimalRNN, whose remaining gradients
+read all of ``F`` after the loop, keep the full ``F``.
+
+The native loops are compiled on first use and cached; without a C compiler, on CUDA,
+for other dtypes, or with ``RNNSWEEP_NATIVE=0``, the loop below runs as torch ops, step
+by step, with the single all-rows products. Both loops share every saved tensor and
+layout, and the tests run each against the reference.
 
 Devices and dtypes: torch ops in float32 and float64 on CPU and CUDA, the native
 loop on the CPU. tanh is evaluated as ``2 sigmoid(2a) - 1`` on the CPU (see

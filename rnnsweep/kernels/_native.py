@@ -129,7 +129,7 @@ def _shape(
         "bhn": (K, 1, H),
         "carry": (K, B, H),
         "scratch": (K, B, H),
-        "gscratch": (K, B, H),
+        "gscratch": (K, f_steps, B, H),
         "dWh": (K, H, W),
         "dWx": (K, I, W),
         "WxT": (K, W, I),

@@ -160,8 +160,8 @@ class GRUPreKernel(_GRUBase):
 
     def native_tensors(self, r: Run, direction: str) -> dict[str, Tensor]:
         scratch = r.Hs.new_empty(r.K, r.B, r.H)  # r h_{t-1} / d(r h_{t-1}) per step
-        if direction == "bwd" and "dWh" in vars(r):  # r h_{t-1} again, for dW^{ch}
-            return {"scratch": scratch, "gscratch": r.Hs.new_empty(r.K, r.B, r.H)}
+        if direction == "bwd" and "dWh" in vars(r):  # r h_{t-1} of a pass, for dW^{ch}
+            return {"scratch": scratch, "gscratch": r.Hs.new_empty(r.K, r.F.shape[1], r.B, r.H)}
         return {"scratch": scratch}
 
     def step(self, r: Run, t: int) -> None:

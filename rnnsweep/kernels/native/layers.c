@@ -24,7 +24,7 @@
  * (T, K, B, H); Xin (K, T, B, I), rows dense within a member, and Wx (K, I, W): when
  * given, the forward forms A = Xin Wx itself, per member; Wh (K, H, W) and, backwards, its
  * transpose WhT (K, W, H); bias (K, 1, W), added to A's rows per step when given (else A
- * already holds it); bhn (K, 1, H); carry, scratch and gscratch (K, B, H).
+ * already holds it); bhn (K, 1, H); carry and scratch (K, B, H); gscratch (K, f_steps, B, H).
  * Backwards, when given, the loop also forms the weight gradients while each chunk of
  * steps' rows of F is in cache: dWh (K, H, W) and dWx (K, I, W), added to (the caller
  * zeroes them), db (K, 1, W), the column sums of F, added to, and dX (K, T, B, I) =

@@ -310,14 +310,20 @@ MEMBER(grupre_bwd_k) {
             }
         }
         SUF(mm)(L, B, 2 * H, H, f, G, WT, H, 1, dhp, H); /* += [dp_r, dp_u] W^{ru}^T */
-        if (L->dWh) { /* dW^{ch} += (r hp)^T dp_c, r hp rebuilt for the step */
-            REAL *rh = (REAL *)L->gscratch + k * B * H;
-            for (int64_t i = 0; i < B; i++)
-                #pragma GCC ivdep
-                for (int64_t j = 0; j < H; j++) rh[i * H + j] = a[i * G + j] * hp[i * H + j];
-            SUF(mm_t)(L, B, H, H, rh, H, f + 2 * H, G, (REAL *)L->dWh + k * H * G + 2 * H, G);
+        if (SUF(grad_due)(L, t, hi)) {
+            SUF(grad_rows)(L, k, t, hi, G, 2 * H, F_AT(t, G));
+            if (L->dWh) { /* dW^{ch} += (r hp)^T dp_c over the pass, r hp rebuilt */
+                const int64_t rows = (hi - t) * B;
+                const REAL *ar = A_AT(t, G), *hpr = H_AT(t);
+                REAL *rh = (REAL *)L->gscratch + k * L->f_steps * B * H;
+                for (int64_t i = 0; i < rows; i++)
+                    #pragma GCC ivdep
+                    for (int64_t j = 0; j < H; j++) rh[i * H + j] = ar[i * G + j] * hpr[i * H + j];
+                SUF(mm_t)(L, rows, H, H, rh, H, F_AT(t, G) + 2 * H, G,
+                          (REAL *)L->dWh + k * H * G + 2 * H, G);
+            }
+            hi = t;
         }
-        GRADS(G, 2 * H)
     }
 }
 
