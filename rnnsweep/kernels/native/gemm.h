@@ -19,33 +19,35 @@
 #define GEMM_MR 8 /* rows of the register tile; columns: two vectors of 16 */
 
 static inline __attribute__((always_inline)) void gemm_tile_f32(
-    const int mr, const int64_t K, const float *a, const int64_t a_rs, const int64_t a_cs,
-    const float *b, const int64_t ldb, const float beta, float *c, const int64_t ldc,
-    const __mmask16 m0, const __mmask16 m1) {
+    const int mr, const int nv, const int64_t K, const float *a, const int64_t a_rs,
+    const int64_t a_cs, const float *b, const int64_t ldb, const float beta, float *c,
+    const int64_t ldc, const __mmask16 m0, const __mmask16 m1) {
+    /* nv: column vectors in the tile, 2 (32 columns) or 1 (a panel of at most 16: the
+     * readout's dozen outputs, where a second, empty vector would double the work) */
     __m512 acc0[GEMM_MR], acc1[GEMM_MR];
     const __m512 vb = _mm512_set1_ps(beta);
     for (int i = 0; i < mr; i++) {
+        acc1[i] = _mm512_setzero_ps();
         if (beta == 0) { /* c is not read: it may hold anything, NaN included */
             acc0[i] = _mm512_setzero_ps();
-            acc1[i] = _mm512_setzero_ps();
         } else {
             acc0[i] = _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m0, c + i * ldc));
-            acc1[i] = _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m1, c + i * ldc + 16));
+            if (nv == 2) acc1[i] = _mm512_mul_ps(vb, _mm512_maskz_loadu_ps(m1, c + i * ldc + 16));
         }
     }
     for (int64_t k = 0; k < K; k++) {
         const __m512 b0 = _mm512_maskz_loadu_ps(m0, b + k * ldb);
-        const __m512 b1 = _mm512_maskz_loadu_ps(m1, b + k * ldb + 16);
+        const __m512 b1 = nv == 2 ? _mm512_maskz_loadu_ps(m1, b + k * ldb + 16) : b0;
         const float *ak = a + k * a_cs;
         for (int i = 0; i < mr; i++) {
             const __m512 x = _mm512_set1_ps(ak[i * a_rs]);
             acc0[i] = _mm512_fmadd_ps(x, b0, acc0[i]);
-            acc1[i] = _mm512_fmadd_ps(x, b1, acc1[i]);
+            if (nv == 2) acc1[i] = _mm512_fmadd_ps(x, b1, acc1[i]);
         }
     }
     for (int i = 0; i < mr; i++) {
         _mm512_mask_storeu_ps(c + i * ldc, m0, acc0[i]);
-        _mm512_mask_storeu_ps(c + i * ldc + 16, m1, acc1[i]);
+        if (nv == 2) _mm512_mask_storeu_ps(c + i * ldc + 16, m1, acc1[i]);
     }
 }
 
@@ -71,17 +73,25 @@ static void gemm_f32(const int64_t M, const int64_t K, const int64_t N, const fl
                     n >= 32 ? 0xFFFF : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1);
                 const float *at = ak + i * a_rs, *bj = bk + j;
                 float *ct = c + i * ldc + j;
-                switch (mr) { /* the tile's row count a constant in each case */
-#define GEMM_CASE(r)                                                              \
-    case r:                                                                       \
-        gemm_tile_f32(r, kc, at, a_rs, a_cs, bj, ldb, bt, ct, ldc, m0, m1); \
+                /* the tile's row count and vector count constants in each case */
+#define GEMM_CASE(r, nv)                                                              \
+    case r:                                                                           \
+        gemm_tile_f32(r, nv, kc, at, a_rs, a_cs, bj, ldb, bt, ct, ldc, m0, m1); \
         break;
-                    GEMM_CASE(1) GEMM_CASE(2) GEMM_CASE(3) GEMM_CASE(4) GEMM_CASE(5)
-                    GEMM_CASE(6) GEMM_CASE(7) GEMM_CASE(8)
-#undef GEMM_CASE
-                default:
-                    break;
+#define GEMM_CASES(nv)                                                                \
+    switch (mr) {                                                                     \
+        GEMM_CASE(1, nv) GEMM_CASE(2, nv) GEMM_CASE(3, nv) GEMM_CASE(4, nv)           \
+        GEMM_CASE(5, nv) GEMM_CASE(6, nv) GEMM_CASE(7, nv) GEMM_CASE(8, nv)           \
+    default:                                                                          \
+        break;                                                                        \
+    }
+                if (n > 16) {
+                    GEMM_CASES(2)
+                } else {
+                    GEMM_CASES(1)
                 }
+#undef GEMM_CASES
+#undef GEMM_CASE
             }
         }
     }
