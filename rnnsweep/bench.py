@@ -127,6 +127,24 @@ def _time(step: Callable[[], None], n: int, warmup: int = 2) -> float:
     return times[len(times) // 2]
 
 
+def _time_rounds(steps: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
+    """Seconds per call of each step, median of ``rounds`` rounds after one warm-up call.
+
+    Each round times every step once, in an order that rotates from round to round, so
+    a slow minute of a shared machine falls on all of them alike and their ratios hold.
+    """
+    names = list(steps)
+    for name in names:
+        steps[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            t0 = time.perf_counter()
+            steps[name]()
+            times[name].append(time.perf_counter() - t0)
+    return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
+
+
 def _packed_step_fn(case: BenchCase, K: int, impl: str) -> tuple[Callable[[], None], ModelConfig]:
     """One training step (forward, backward, clip, Adam) of a K-member pack."""
     keep_freed_buffers()  # as train_pack does
@@ -189,7 +207,6 @@ def run_bench(
     *,
     pack_size: int = 32,
     timed_steps: int = 5,
-    naive_steps: int = 3,
     peak_seconds: float = 1.0,
     on_case: Callable[[BenchRow], None] | None = None,
 ) -> list[BenchRow]:
@@ -200,11 +217,13 @@ def run_bench(
     rows = []
     for case in cases:
         naive_step, cfg = _packed_step_fn(case, 1, "reference")
-        t_naive = _time(naive_step, naive_steps, warmup=1)
-        torch_step = _torch_step_fn(case)
-        t_torch = _time(torch_step, timed_steps) if torch_step is not None else None
         packed_step, _ = _packed_step_fn(case, pack_size, "fused")
-        t_packed = _time(packed_step, timed_steps, warmup=1)
+        steps = {"naive": naive_step, "packed": packed_step}
+        torch_step = _torch_step_fn(case)
+        if torch_step is not None:
+            steps["torch"] = torch_step
+        t = _time_rounds(steps, timed_steps)
+        t_naive, t_packed, t_torch = t["naive"], t["packed"], t.get("torch")
 
         def per_hour(seconds_per_step: float, trials: int = 1, steps: int = case.steps) -> float:
             return 3600.0 * trials / (seconds_per_step * steps)

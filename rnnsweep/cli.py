@@ -975,8 +975,7 @@ def bench(
         rows = run_bench(
             cases,
             pack_size=pack_size,
-            timed_steps=3 if quick else 5,
-            naive_steps=2 if quick else 3,
+            timed_steps=3 if quick else 7,
             peak_seconds=0.5 if quick else 1.0,
             on_case=lambda r: status.update(f"benchmarked {r.arch} depth {r.depth}"),
         )
