@@ -3,11 +3,13 @@
  *
  * Built and loaded by rnnsweep/kernels/_native.py (which documents the design):
  * each function runs one layer over a whole sequence for all K members of a pack,
- * one member per OpenMP iteration. Per member and step: one small GEMM through the
- * BLAS that torch itself links (its Fortran ?gemm_, passed in as a pointer), then
- * one pass of fused pointwise math over the step's rows while they are still in
- * cache. Members never share memory, so a NaN in one stays there, and a member's
- * result does not depend on which pack it is in.
+ * one member per OpenMP iteration. Per member and step: one small GEMM (float32:
+ * gemm.h's AVX-512 kernel where compiled and chosen; else the BLAS that torch itself
+ * links, its Fortran ?gemm_, passed in as a pointer), then one pass of fused pointwise
+ * math over the step's rows while they are still in cache. Backwards, every GRAD_ROWS
+ * rows, the weight, bias and input gradients of those rows (grad_rows). Members never
+ * share memory, so a NaN in one stays there, and a member's result does not depend on
+ * which pack it is in.
  *
  * layers_body.h holds the kernels once, written against REAL; it is included
  * twice below, for float (suffix _f32) and double (suffix _f64).

@@ -2,9 +2,9 @@
  * The kernels, once, against REAL / SUF / EXP / TANH (included twice by layers.c).
  *
  * Notation as in rnnsweep/kernels/_zoo.py: a = pre-activation, hp = h_{t-1},
- * dh = dL/dh_t, f = dL/d(pre) written into F. Row-major products go through the
- * column-major BLAS as C^T = B^T A^T; backwards they read W^h^T, transposed once per
- * call by the caller (a transposed operand measured ~20% slower at these sizes).
+ * dh = dL/dh_t, f = dL/d(pre) written into F. Row-major products go through gemm.h or
+ * through the column-major BLAS as C^T = B^T A^T; backwards they read W^h^T, transposed
+ * once per call by the caller (a transposed operand measured ~20% slower with the BLAS).
  */
 
 typedef void (*SUF(gemm_t))(const char *, const char *, const int *, const int *, const int *,
