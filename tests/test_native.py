@@ -52,6 +52,23 @@ def test_build_is_cached_under_a_key(fresh_build):
     assert _native.available()
 
 
+@pytest.mark.skipif(not HAS_CC, reason="no C compiler on this machine")
+def test_a_new_build_prunes_the_oldest(fresh_build):
+    """Builds of other source versions pile up in the cache: a new build keeps the newest
+    eight, itself included, and removes the rest, oldest first."""
+    import os
+
+    cache = fresh_build / "native"
+    cache.mkdir(parents=True)
+    for i in range(10):  # stale builds, the i-th touched i minutes after the epoch
+        old = cache / f"layers-stale{i:02d}.so"
+        old.write_bytes(b"")
+        os.utime(old, (60 * i, 60 * i))
+    new = _native._build()
+    left = {p.name for p in cache.iterdir()}
+    assert left == {new.name} | {f"layers-stale{i:02d}.so" for i in range(3, 10)}
+
+
 def test_failed_build_falls_back_to_torch_ops(fresh_build, monkeypatch):
     monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
     assert not _native.available()

@@ -201,6 +201,18 @@ def _compile(cc: str, flags: list[str], out: Path) -> None:
             os.unlink(tmp)
 
 
+_KEEP_BUILDS = 8
+
+
+def _prune(new: Path) -> None:
+    """Remove all but the newest ``_KEEP_BUILDS`` builds next to ``new`` (older source
+    versions and flags pile up otherwise). A process still using a removed build keeps
+    its mapping; one that wants it back compiles it again."""
+    builds = sorted(new.parent.glob("layers-*.so"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in [p for p in builds if p != new][_KEEP_BUILDS - 1 :]:
+        old.unlink(missing_ok=True)
+
+
 def _build() -> Path:
     """Path of the compiled library, building it if this machine has none cached."""
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
@@ -226,6 +238,7 @@ def _build() -> Path:
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             _compile(cc, flags, out)
+            _prune(out)
             return out
         except (_Unavailable, OSError, subprocess.SubprocessError) as exc:
             errors.append(str(exc))
