@@ -278,9 +278,9 @@ class SequenceKernel:
         """
         done: dict[str, Tensor] = {}
         if needs["Wh"] and "Wh" in self.native_grads:
-            done["Wh"] = r.dWh = torch.zeros_like(r.Wh)  # (K, H, G*H)
+            done["Wh"] = r.dWh = r.Wh.new_zeros(r.Wh.shape)  # (K, H, G*H), dense
         if needs["Wx"] and "Wx" in self.native_grads:
-            done["Wx"] = r.dWx = torch.zeros_like(r.p["Wx"])  # (K, I, G*H)
+            done["Wx"] = r.dWx = r.Wh.new_zeros(r.p["Wx"].shape)  # (K, I, G*H), dense
         if needs["b"] or needs["fg"]:  # both are the column sums of F
             r.db = r.F.new_zeros(r.K, 1, r.F.shape[-1])  # (K, 1, G*H)
             done |= {name: r.db for name in ("b", "fg") if needs[name]}
