@@ -21,7 +21,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -31,6 +31,9 @@ from rnnsweep.kernels.heap import keep_freed_buffers
 from rnnsweep.tasks import make_task
 from rnnsweep.tasks.base import Batch
 from rnnsweep.train.optim import PackedOptimizer, clip_grad_norm_packed
+
+if TYPE_CHECKING:
+    from rnnsweep.study.runner import RunSummary
 
 __all__ = ["BenchCase", "BenchRow", "forward_flops", "measure_sgemm_gflops", "run_bench"]
 
@@ -229,6 +232,7 @@ def run_bench(
             return 3600.0 * trials / (seconds_per_step * steps)
 
         flops = 3.0 * forward_flops(cfg, case.seq_len, case.batch_size) * pack_size
+        gflops = flops / t_packed / 1e9
         packed_tph = per_hour(t_packed, pack_size)
         naive_tph = per_hour(t_naive)
         torch_tph = per_hour(t_torch) if t_torch is not None else None
@@ -247,13 +251,11 @@ def run_bench(
             packed_trials_per_hour=packed_tph,
             speedup_vs_naive=packed_tph / naive_tph,
             speedup_vs_torch=None if torch_tph is None else packed_tph / torch_tph,
-            gflops=flops / t_packed / 1e9,
+            gflops=gflops,
             peak_gflops=peak,
-            fraction_of_peak=flops / t_packed / 1e9 / peak,
+            fraction_of_peak=gflops / peak,
             native_gemm_gflops=native_peak,
-            fraction_of_native_gemm=None
-            if not native_peak
-            else flops / t_packed / 1e9 / native_peak,
+            fraction_of_native_gemm=gflops / native_peak if native_peak else None,
             threads=threads,
             cpu_loop=_native.status(),
         )
@@ -394,7 +396,7 @@ def end_to_end(
     return rows
 
 
-def _e2e_run(k: int, *, trials: int, steps: int, threads: int) -> tuple[float, Any]:
+def _e2e_run(k: int, *, trials: int, steps: int, threads: int) -> tuple[float, RunSummary]:
     """One timed study of the reference workload with pack size k: (seconds, summary)."""
     import tempfile
     from pathlib import Path

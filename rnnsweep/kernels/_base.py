@@ -169,7 +169,7 @@ class SequenceKernel:
         """
         if r.native:
             r.bias = bias  # (K, 1, G*H)
-            A = torch.bmm(x2, W)
+            A = _native.bmm(x2, W)
         else:
             A = torch.baddbmm(bias, x2, W)  # (K, T*B, G*H)
         return A.view(r.K, r.T, r.B, -1)  # (K, T, B, G*H)
@@ -226,9 +226,9 @@ class SequenceKernel:
     def run_native(self, r: Run, direction: str) -> None:
         """The whole time loop of ``direction`` ("fwd" or "bwd") as one C call."""
         # the vanilla RNN saves no A; the +RNN carries dL/dh in a (K, B, H) buffer, not dH
+        # (Xin is set where a loop reads it: project, native_grad_buffers)
         bwd = ("F", "dH", "dWh", "dWx", "dX", "WxT", "gscratch", "db")
-        names = ("Hs", "Wh", "A") + (bwd if direction == "bwd" else ("bias", "Wx"))
-        names += ("Xin",) if direction == "fwd" or "dWx" in vars(r) or "dX" in vars(r) else ()
+        names = ("Hs", "Wh", "A", "Xin") + (bwd if direction == "bwd" else ("bias", "Wx"))
         tensors = {name: vars(r)[name] for name in names if name in vars(r)}
         if direction == "bwd":  # dense, so each step's product reads it untransposed
             tensors["WhT"] = r.Wh.transpose(1, 2).contiguous()

@@ -301,12 +301,13 @@ def own_gemm() -> bool:
     True where the library was built with AVX-512 and ``RNNSWEEP_NATIVE`` is not
     ``blas`` (which keeps the native loops but sends every product to torch's BLAS).
     """
+    return os.environ.get(ENV_SWITCH, "1") not in ("0", "blas") and _built_with_own_gemm()
+
+
+@functools.cache
+def _built_with_own_gemm() -> bool:
     lib = _library()
-    return (
-        not isinstance(lib, str)
-        and os.environ.get(ENV_SWITCH, "1") not in ("0", "blas")
-        and bool(lib[0].has_own_gemm())
-    )
+    return not isinstance(lib, str) and bool(lib[0].has_own_gemm())
 
 
 def status() -> str:
@@ -361,16 +362,17 @@ def run(name: str, s: str, dims: tuple[int, int, int, int], tensors: dict[str, T
         assert t.dtype == dtype and t.device.type == "cpu", f"{field}: {t.dtype} on {t.device}"
         want = _shape(field, K, T, B, H, W, I, layer.f_steps)
         assert tuple(t.shape) == want, f"native {name}: {field} is {tuple(t.shape)}, not {want}"
-        if field == "Xin" and t.stride()[1:] == (B * I, I, 1):
-            # dense within each member (e.g. the layer below's h_0..h_{T-1}, a view that
-            # skips its h_{-1} rows): read in place, the member stride passed along
+        if field == "Xin":
+            # read in place when dense within each member (e.g. the layer below's
+            # h_0..h_{T-1}, a view that skips its h_{-1} rows); the member stride goes along
+            if t.stride()[1:] != (B * I, I, 1):
+                t = t.contiguous()
+                keep.append(t)
             layer.I, layer.xin_kstride = I, t.stride(0)
         elif not t.is_contiguous():
             assert field not in _WRITTEN, f"native {name}: written buffer {field} is not dense"
             t = t.contiguous()
             keep.append(t)
-        if field == "Xin" and layer.I == 0:
-            layer.I, layer.xin_kstride = I, T * B * I
         setattr(layer, field, t.data_ptr())
     suffix = "f32" if dtype == torch.float32 else "f64"
     getattr(lib, f"{name}_{suffix}")(ctypes.byref(layer))

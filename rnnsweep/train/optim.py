@@ -114,16 +114,17 @@ class PackedOptimizer:
         """
         self.t = torch.where(active, self.t + 1, self.t)
         in_place = len(self.masks) == 1 and active.device.type == "cpu" and bool(active.all())
+        steps = self.t.clamp_min(1)  # (K,): Adam's bias-correction exponent
         for p, (m, v) in zip(self.params, self.state, strict=True):
             if p.grad is None:
                 continue
-            lr, t = _per_member(self.lr, p), _per_member(self.t.clamp_min(1), p)
+            lr, t = _per_member(self.lr, p), _per_member(steps, p)
             if in_place:
                 p.sub_(self._advance(self.kind, m, v, p.grad, lr, t))
                 continue
             act = _per_member(active, p)
             g = torch.where(act, p.grad, torch.zeros_like(p.grad))
-            m_new, v_new, upd = m.clone(), None if v is None else v.clone(), None
+            m_new, v_new, upd = m, v, None  # each kind's rows replace these (torch.where)
             for kind, mask in self.masks.items():
                 km, kv = m.clone(), None if v is None else v.clone()
                 ku = self._advance(kind, km, kv, g, lr, t)

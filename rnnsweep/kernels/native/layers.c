@@ -101,7 +101,8 @@ int64_t grad_pass_steps(int64_t B) { return B >= GRAD_ROWS ? 1 : (GRAD_ROWS + B 
 /* 1 when gemm.h's float32 kernel was compiled in (an AVX-512 build), else 0. */
 int64_t has_own_gemm(void) { return HAVE_GEMM_F32; }
 
-/* Batched float32 product for the all-rows products of the backward (weight gradients, dx):
+/* Batched float32 product for the products left outside the loops (the readout, and the
+ * +RNN's and minimalRNN's gradients that read all of F after the loop):
  * c_m (M x N, dense) = op(a_m) @ b_m for m < nb, with a_m(i, k) = a[m a_ks + i a_rs + k a_cs]
  * (any strides: a transposed view is read in place) and b_m rows of stride ldb. Members
  * and blocks of 64 rows are spread over nthreads OpenMP threads. Needs HAVE_GEMM_F32. */

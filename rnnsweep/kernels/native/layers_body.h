@@ -11,38 +11,38 @@ typedef void (*SUF(gemm_t))(const char *, const char *, const int *, const int *
                             const REAL *, const REAL *, const int *, const REAL *, const int *,
                             const REAL *, REAL *, const int *);
 
-/* c (rows x n, row stride ldc) = beta c + h (rows x k, ldh) @ w (k x n, ldw): through
- * gemm.h's kernel where it is compiled and chosen, else the BLAS */
-static inline void SUF(mm)(const Layer *L, int64_t rows, int64_t k, int64_t n, const REAL *h,
-                           int64_t ldh, const REAL *w, int64_t ldw, REAL beta, REAL *c,
-                           int64_t ldc) {
+/* c (M x N, ldc) = beta c + op(a) (M x K) @ b (K x N, row stride ldb), op(a)(i, k) =
+ * a[i a_rs + k a_cs] with a_cs = 1 (a as stored) or a_rs = 1 (a transposed): through
+ * gemm.h's kernel where it is compiled and chosen, else the column-major BLAS as
+ * C^T = B^T op(a)^T. */
+static inline void SUF(product)(const Layer *L, int64_t M, int64_t K, int64_t N, const REAL *a,
+                             int64_t a_rs, int64_t a_cs, const REAL *b, int64_t ldb, REAL beta,
+                             REAL *c, int64_t ldc) {
 #if OWN_GEMM
     if (L->own_gemm) {
-        gemm_f32(rows, k, n, h, ldh, 1, w, ldw, beta, c, ldc);
+        gemm_f32(M, K, N, a, a_rs, a_cs, b, ldb, beta, c, ldc);
         return;
     }
 #endif
-    const int m_ = (int)n, n_ = (int)rows, k_ = (int)k, lda = (int)ldw, ldb = (int)ldh,
-              ldc_ = (int)ldc;
+    const int m_ = (int)N, n_ = (int)M, k_ = (int)K, ldb_ = (int)ldb, ldc_ = (int)ldc;
+    const int lda = (int)(a_cs == 1 ? a_rs : a_cs);
     const REAL one = 1;
-    ((SUF(gemm_t))L->gemm)("N", "N", &m_, &n_, &k_, &one, w, &lda, h, &ldb, &beta, c, &ldc_);
+    ((SUF(gemm_t))L->gemm)("N", a_cs == 1 ? "N" : "T", &m_, &n_, &k_, &one, b, &ldb_, a, &lda,
+                           &beta, c, &ldc_);
+}
+
+/* c (rows x n, row stride ldc) = beta c + h (rows x k, ldh) @ w (k x n, ldw) */
+static inline void SUF(mm)(const Layer *L, int64_t rows, int64_t k, int64_t n, const REAL *h,
+                           int64_t ldh, const REAL *w, int64_t ldw, REAL beta, REAL *c,
+                           int64_t ldc) {
+    SUF(product)(L, rows, k, n, h, ldh, 1, w, ldw, beta, c, ldc);
 }
 
 /* c (m x n, ldc) += a^T b for a (rows x m, lda), b (rows x n, ldb): a sum over rows. */
 static inline void SUF(mm_t)(const Layer *L, int64_t rows, int64_t m, int64_t n, const REAL *a,
                              int64_t lda, const REAL *b, int64_t ldb, REAL *c, int64_t ldc) {
-#if OWN_GEMM
-    if (L->own_gemm) {
-        gemm_f32(m, rows, n, a, 1, lda, b, ldb, 1, c, ldc);
-        return;
-    }
-#endif
-    const int m_ = (int)n, n_ = (int)m, k_ = (int)rows, lda_ = (int)ldb, ldb_ = (int)lda,
-              ldc_ = (int)ldc;
-    const REAL one = 1;
-    ((SUF(gemm_t))L->gemm)("N", "T", &m_, &n_, &k_, &one, b, &lda_, a, &ldb_, &one, c, &ldc_);
+    SUF(product)(L, m, rows, n, a, 1, lda, b, ldb, 1, c, ldc);
 }
-
 
 /* Whether member k's backward, having just finished step t, passes the rows of steps
  * [t, hi) to grad_rows: every GRAD_ROWS rows and at the last step. */
@@ -77,12 +77,15 @@ static inline void SUF(grad_rows)(const Layer *L, int64_t k, int64_t t0, int64_t
     }
 }
 
-/* In a backward loop over t, after step t: hand the finished rows to grad_rows. */
-#define GRADS(W, wh_cols)                                         \
+/* In a backward loop over t, after step t: hand the finished rows [t, hi) to grad_rows,
+ * then (GRADS_THEN) to the cell's own part of the pass: the GRUs' dW^{ch}. */
+#define GRADS_THEN(W, wh_cols, then)                              \
     if (SUF(grad_due)(L, t, hi)) {                                \
         SUF(grad_rows)(L, k, t, hi, W, wh_cols, F_AT(t, W));      \
+        then;                                                     \
         hi = t;                                                   \
     }
+#define GRADS(W, wh_cols) GRADS_THEN(W, wh_cols, (void)0)
 
 /* Member k's input projection A_k = X_k W^x_k for all T*B rows (one product, before the
  * time loop, so the loop finds A_k in cache), when the caller left it to the loop. */
@@ -123,7 +126,8 @@ static inline REAL SUF(dact)(REAL y, int64_t relu) {
     REAL *const A_ = (REAL *)L->A, *const Hs_ = (REAL *)L->Hs;                            \
     const REAL *const Wh_ = (const REAL *)L->Wh;                                          \
     (void)A_;                                                                             \
-    (void)Hs_
+    (void)Hs_;                                                                            \
+    (void)Wh_
 #define A_AT(t, W) (A_ + ((k * T + (t)) * B) * (W))         /* (B, W) block of A or F */
 /* Step t's (B, W) block of F. F holds all T steps, or (f_steps < T) one weight-gradient
  * pass, the steps [hi - f_steps, hi) that end at the pass's top hi (in the backward loops),
@@ -277,6 +281,19 @@ MEMBER(grupre_fwd_k) {
 
 void SUF(grupre_fwd)(const Layer *L) { RUN(SUF(grupre_fwd_k)); }
 
+/* dW^{ch} += (r hp)^T dp_c over the rows of steps [t0, t1), r hp rebuilt into gscratch
+ * from those rows of A (a), Hs (hp) and F (f). */
+static inline void SUF(grupre_dwc)(const Layer *L, int64_t k, int64_t t0, int64_t t1,
+                                   const REAL *a, const REAL *hp, const REAL *f) {
+    if (!L->dWh) return;
+    const int64_t B = L->B, H = L->H, G = 3 * H, rows = (t1 - t0) * B;
+    REAL *rh = (REAL *)L->gscratch + k * L->f_steps * B * H;
+    for (int64_t i = 0; i < rows; i++)
+        #pragma GCC ivdep
+        for (int64_t j = 0; j < H; j++) rh[i * H + j] = a[i * G + j] * hp[i * H + j];
+    SUF(mm_t)(L, rows, H, H, rh, H, f + 2 * H, G, (REAL *)L->dWh + k * H * G + 2 * H, G);
+}
+
 MEMBER(grupre_bwd_k) {
     DIMS;
     const int64_t G = 3 * H;
@@ -310,20 +327,7 @@ MEMBER(grupre_bwd_k) {
             }
         }
         SUF(mm)(L, B, 2 * H, H, f, G, WT, H, 1, dhp, H); /* += [dp_r, dp_u] W^{ru}^T */
-        if (SUF(grad_due)(L, t, hi)) {
-            SUF(grad_rows)(L, k, t, hi, G, 2 * H, F_AT(t, G));
-            if (L->dWh) { /* dW^{ch} += (r hp)^T dp_c over the pass, r hp rebuilt */
-                const int64_t rows = (hi - t) * B;
-                const REAL *ar = A_AT(t, G), *hpr = H_AT(t);
-                REAL *rh = (REAL *)L->gscratch + k * L->f_steps * B * H;
-                for (int64_t i = 0; i < rows; i++)
-                    #pragma GCC ivdep
-                    for (int64_t j = 0; j < H; j++) rh[i * H + j] = ar[i * G + j] * hpr[i * H + j];
-                SUF(mm_t)(L, rows, H, H, rh, H, F_AT(t, G) + 2 * H, G,
-                          (REAL *)L->dWh + k * H * G + 2 * H, G);
-            }
-            hi = t;
-        }
+        GRADS_THEN(G, 2 * H, SUF(grupre_dwc)(L, k, t, hi, A_AT(t, G), H_AT(t), F_AT(t, G)))
     }
 }
 
@@ -359,6 +363,14 @@ MEMBER(grupost_fwd_k) {
 
 void SUF(grupost_fwd)(const Layer *L) { RUN(SUF(grupost_fwd_k)); }
 
+/* dW^{ch} += hp^T dn over the rows of steps [t0, t1) (hp, dn: those rows of Hs and dN). */
+static inline void SUF(grupost_dwc)(const Layer *L, int64_t k, int64_t t0, int64_t t1,
+                                    const REAL *hp, const REAL *dn) {
+    if (!L->dWh) return;
+    const int64_t H = L->H, G = 3 * H;
+    SUF(mm_t)(L, (t1 - t0) * L->B, H, H, hp, H, dn, H, (REAL *)L->dWh + k * H * G + 2 * H, G);
+}
+
 MEMBER(grupost_bwd_k) {
     DIMS;
     const int64_t G = 3 * H;
@@ -384,13 +396,7 @@ MEMBER(grupost_bwd_k) {
         }
         SUF(mm)(L, B, 2 * H, H, f, G, WT, H, 1, dhp, H);         /* [dp_r, dp_u] W^{ru}^T */
         SUF(mm)(L, B, H, H, dn, H, WT + (2 * H) * H, H, 1, dhp, H); /* dn W^{ch}^T */
-        if (SUF(grad_due)(L, t, hi)) {
-            SUF(grad_rows)(L, k, t, hi, G, 2 * H, F_AT(t, G));
-            if (L->dWh) /* dW^{ch} += hp^T dn over the same rows */
-                SUF(mm_t)(L, (hi - t) * B, H, H, H_AT(t), H, KT_AT(L->dN, t), H,
-                          (REAL *)L->dWh + k * H * G + 2 * H, G);
-            hi = t;
-        }
+        GRADS_THEN(G, 2 * H, SUF(grupost_dwc)(L, k, t, hi, H_AT(t), KT_AT(L->dN, t)))
     }
 }
 
