@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from rnnsweep.kernels import _native
+from rnnsweep.kernels import _compiled, _native
 
 if TYPE_CHECKING:
     from rnnsweep.cells.base import Params
@@ -213,8 +213,12 @@ class SequenceKernel:
         r.S = x.new_empty(r.K, r.B, r.A.shape[-1])  # (K, B, G*H)
         r.tmp = x.new_empty(r.K, r.B, r.H)
         self.prepare_forward(r)
+        step = self.step
+        if _compiled.enabled():  # each step one compiled graph (see _compiled)
+            fn, ts = _compiled.step_fn(self, "fwd"), _compiled.step_indices(r.T, x.device)
+            step = lambda r, t: fn(r, ts[t])  # noqa: E731
         for t in range(r.T):
-            self.step(r, t)
+            step(r, t)
         return self.output(r), self.saved(r)
 
     # ---- the native CPU loops ----------------------------------------------------------------
@@ -314,6 +318,16 @@ class SequenceKernel:
         """Step t backwards: ``r.dp[t] <- dL/d(pre_t)``; add ``dL/dh_{t-1}`` into ``r.dh[t]``."""
         raise NotImplementedError
 
+    # ---- the compiled forms (RNNSWEEP_COMPILE=1, see _compiled) -----------------------------
+
+    def step_t(self, r: Run, t: Tensor) -> None:
+        """:meth:`step` as pure tensor math on whole buffers at the tensor index ``t``."""
+        raise NotImplementedError
+
+    def back_step_t(self, r: Run, t: Tensor) -> None:
+        """:meth:`back_step` as pure tensor math on whole buffers at the tensor index ``t``."""
+        raise NotImplementedError
+
     def backward(
         self,
         s: str,
@@ -336,6 +350,10 @@ class SequenceKernel:
         r.h, r.dp = r.Hs.unbind(1), r.F.unbind(1)
         r.WhT = r.Wh.transpose(1, 2)  # (K, G*H, H)
         self.prepare_backward(r)
+        back_step = self.back_step
+        if _compiled.enabled():  # each step one compiled graph (see _compiled)
+            fn, ts = _compiled.step_fn(self, "bwd"), _compiled.step_indices(r.T, x.device)
+            back_step = lambda r, t: fn(r, ts[t])  # noqa: E731
         # backwards in chunks of steps: the chunk's local derivatives in bulk, then
         # per step pointwise math and dh_{t-1} += dpre_t W^h^T (one batched product)
         chunk = self.chunk_steps(r)
@@ -343,7 +361,7 @@ class SequenceKernel:
             lo = max(0, hi - chunk)
             self.factors(r, lo, hi)
             for t in range(hi - 1, lo - 1, -1):
-                self.back_step(r, t)
+                back_step(r, t)
         return self.grads(r, needs)
 
     def grads(self, r: Run, needs: dict[str, bool]) -> dict[str, Tensor | None]:

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from rnnsweep.kernels import _native
 from rnnsweep.kernels._base import Run, SequenceKernel, act, blocks, dact
+from rnnsweep.kernels._compiled import act_t, at, put
 
 __all__ = [
     "GRUPostKernel",
@@ -71,6 +72,15 @@ class RNNKernel(SequenceKernel):
         dp = r.dp[t].mul_(r.dh[t + 1])  # dp_t = dh_t s'(a_t)
         r.dh[t].baddbmm_(dp, r.WhT)  # dh_{t-1} += dp_t W^h^T
 
+    def step_t(self, r: Run, t: Tensor) -> None:
+        hp = at(r.Hs, t)  # (K, B, H)
+        put(r.Hs, t + 1, act_t(torch.baddbmm(at(r.A, t), hp, r.Wh), r.s))
+
+    def back_step_t(self, r: Run, t: Tensor) -> None:
+        dp = at(r.F, t) * at(r.dH, t + 1, 0)  # (K, B, H)
+        put(r.F, t, dp)
+        put(r.dH, t, torch.baddbmm(at(r.dH, t, 0), dp, r.Wh.transpose(1, 2)), 0)
+
 
 class UGRNNKernel(SequenceKernel):
     """Update-gate RNN, Collins eqs. (2)-(4); blocks [c, g].
@@ -110,6 +120,20 @@ class UGRNNKernel(SequenceKernel):
         dh = r.dh[t + 1]
         r.dp2[t].mul_(dh.unsqueeze(2))  # both blocks scale with dh
         r.dh[t].addcmul_(dh, r.g[t]).baddbmm_(r.dp[t], r.WhT)
+
+    def step_t(self, r: Run, t: Tensor) -> None:
+        H, hp = r.H, at(r.Hs, t)  # (K, B, H)
+        pre = torch.baddbmm(at(r.A, t), hp, r.Wh)  # (K, B, 2H): [a_c, a_g]
+        c, g = act_t(pre[..., :H], r.s), torch.sigmoid(pre[..., H:])
+        put(r.A, t, torch.cat([c, g], dim=-1))
+        put(r.Hs, t + 1, c + g * (hp - c))
+
+    def back_step_t(self, r: Run, t: Tensor) -> None:
+        dh = at(r.dH, t + 1, 0)  # (K, B, H)
+        dp = at(r.F, t) * dh.repeat(1, 1, 2)  # (K, B, 2H): both blocks scale with dh
+        put(r.F, t, dp)
+        g = at(r.A, t)[..., r.H :]
+        put(r.dH, t, torch.baddbmm(at(r.dH, t, 0) + dh * g, dp, r.Wh.transpose(1, 2)), 0)
 
 
 class _GRUBase(SequenceKernel):
@@ -188,6 +212,24 @@ class GRUPreKernel(_GRUBase):
         r.dp_r[t].mul_(drh)  # dp_r
         dhp.addcmul_(dh, r.u[t]).addcmul_(drh, r.r[t]).baddbmm_(r.dp_ru[t], r.WruT)
 
+    def step_t(self, r: Run, t: Tensor) -> None:
+        H, hp, a = r.H, at(r.Hs, t), at(r.A, t)  # (K, B, H), (K, B, 3H)
+        ru = torch.sigmoid(torch.baddbmm(a[..., : 2 * H], hp, r.Wh[..., : 2 * H]))  # r, u
+        c = act_t(torch.baddbmm(a[..., 2 * H :], ru[..., :H] * hp, r.Wh[..., 2 * H :]), r.s)
+        put(r.A, t, torch.cat([ru, c], dim=-1))
+        put(r.Hs, t + 1, c + ru[..., H:] * (hp - c))
+
+    def back_step_t(self, r: Run, t: Tensor) -> None:
+        H, dh = r.H, at(r.dH, t + 1, 0)  # (K, B, H)
+        Fr, Fuc = at(r.F, t).split([H, 2 * H], dim=-1)
+        dp_uc = Fuc * dh.repeat(1, 1, 2)  # dp_u, dp_c
+        drh = torch.bmm(dp_uc[..., H:], r.Wh[..., 2 * H :].transpose(1, 2))  # d(r h)
+        dp_ru = torch.cat([Fr * drh, dp_uc[..., :H]], dim=-1)  # dp_r, dp_u
+        put(r.F, t, torch.cat([dp_ru, dp_uc[..., H:]], dim=-1))
+        gr, gu = at(r.A, t)[..., : 2 * H].split(H, dim=-1)
+        dhp = at(r.dH, t, 0) + dh * gu + drh * gr
+        put(r.dH, t, torch.baddbmm(dhp, dp_ru, r.Wh[..., : 2 * H].transpose(1, 2)), 0)
+
     def grads(self, r: Run, needs: dict[str, bool]) -> dict[str, Tensor | None]:
         wh_needed = needs["Wh"]
         g = super().grads(r, {**needs, "Wh": False})
@@ -259,6 +301,28 @@ class GRUPostKernel(_GRUBase):
         r.dp_r[t].mul_(dpc)  # dp_r = dp_c n r (1 - r)
         dn = torch.mul(dpc, r.r[t], out=r.dn[t])
         dhp.addcmul_(dh, r.u[t]).baddbmm_(r.dp_ru[t], r.WruT).baddbmm_(dn, r.WcT)
+
+    def step_t(self, r: Run, t: Tensor) -> None:
+        H, hp, a = r.H, at(r.Hs, t), at(r.A, t)  # (K, B, H), (K, B, 3H)
+        ru = torch.sigmoid(torch.baddbmm(a[..., : 2 * H], hp, r.Wh[..., : 2 * H]))  # r, u
+        n = torch.baddbmm(r.p["b_hn"], hp, r.Wh[..., 2 * H :])  # n = h W^{ch} + b^{hn}
+        c = act_t(a[..., 2 * H :] + ru[..., :H] * n, r.s)
+        put(r.N, t, n, 0)
+        put(r.A, t, torch.cat([ru, c], dim=-1))
+        put(r.Hs, t + 1, c + ru[..., H:] * (hp - c))
+
+    def back_step_t(self, r: Run, t: Tensor) -> None:
+        H, dh = r.H, at(r.dH, t + 1, 0)  # (K, B, H)
+        Fr, Fuc = at(r.F, t).split([H, 2 * H], dim=-1)
+        dp_uc = Fuc * dh.repeat(1, 1, 2)  # dp_u, dp_c
+        dpc = dp_uc[..., H:]
+        gr, gu = at(r.A, t)[..., : 2 * H].split(H, dim=-1)
+        dp_ru = torch.cat([Fr * dpc, dp_uc[..., :H]], dim=-1)  # dp_r, dp_u
+        dn = dpc * gr
+        put(r.F, t, torch.cat([dp_ru, dpc], dim=-1))
+        put(r.dN, t, dn)
+        dhp = torch.baddbmm(at(r.dH, t, 0) + dh * gu, dp_ru, r.Wh[..., : 2 * H].transpose(1, 2))
+        put(r.dH, t, torch.baddbmm(dhp, dn, r.Wh[..., 2 * H :].transpose(1, 2)), 0)
 
     def grads(self, r: Run, needs: dict[str, bool]) -> dict[str, Tensor | None]:
         wh_needed = needs["Wh"]
@@ -346,6 +410,25 @@ class LSTMKernel(SequenceKernel):
         dc.mul_(r.f[t])  # dL/dc_{t-1} (direct part)
         r.dh[t].baddbmm_(r.dp[t], r.WhT)
 
+    def step_t(self, r: Run, t: Tensor) -> None:
+        H, hp = r.H, at(r.Hs, t)  # (K, B, H)
+        pre = torch.baddbmm(at(r.A, t), hp, r.Wh)  # (K, B, 4H): [a_i, a_f, a_o, a_g]
+        ifo, g = torch.sigmoid(pre[..., : 3 * H]), act_t(pre[..., 3 * H :], r.s)
+        i, f, o = ifo.split(H, dim=-1)
+        c = f * at(r.Cs, t) + i * g  # c_t
+        put(r.A, t, torch.cat([ifo, g], dim=-1))
+        put(r.Cs, t + 1, c)
+        put(r.Hs, t + 1, o * torch.tanh(c))
+
+    def back_step_t(self, r: Run, t: Tensor) -> None:
+        H, dh = r.H, at(r.dH, t + 1, 0)  # (K, B, H)
+        dc = r.dc + dh * at(r.Gc, t)  # dL/dc_t, total
+        Fif, Fo, Fg = at(r.F, t).split([2 * H, H, H], dim=-1)
+        dp = torch.cat([Fif * dc.repeat(1, 1, 2), Fo * dh, Fg * dc], dim=-1)  # (K, B, 4H)
+        put(r.F, t, dp)
+        r.dc.copy_(dc * at(r.A, t)[..., H : 2 * H])  # dL/dc_{t-1} (direct part)
+        put(r.dH, t, torch.baddbmm(at(r.dH, t, 0), dp, r.Wh.transpose(1, 2)), 0)
+
     def grad_s0(self, r: Run) -> Tensor:
         dh0 = r.dH[0].sum(1, keepdim=True)  # (K, 1, H)
         return torch.cat([dh0, r.dc.sum(1, keepdim=True)], dim=-1)  # (K, 1, 2H)
@@ -423,6 +506,24 @@ class PlusRNNKernel(SequenceKernel):
         r.dp_h[t].mul_(dh.unsqueeze(2))
         dh.mul_(r.gh[t]).baddbmm_(r.dp[t], r.WhT)  # dL/dh_{t-1}
 
+    def step_t(self, r: Run, t: Tensor) -> None:
+        H, hp = r.H, at(r.Hs, t)  # (K, B, H)
+        pre = torch.baddbmm(at(r.A, t), hp, r.Wh)  # (K, B, 4H)
+        yin, hin = act_t(pre[..., :H], "relu"), act_t(pre[..., H : 2 * H], "tanh")
+        gates = torch.sigmoid(pre[..., 2 * H :])  # g_y, g_h
+        gy, gh = gates.split(H, dim=-1)
+        put(r.A, t, torch.cat([yin, hin, gates], dim=-1))
+        put(r.Ys, t, yin + gy * (at(r.x, t) - yin))  # y_t
+        put(r.Hs, t + 1, hin + gh * (hp - hin))  # h_t
+
+    def back_step_t(self, r: Run, t: Tensor) -> None:
+        dy, dh = at(r.dY, t), r.dhc  # (K, B, H)
+        Fy, Fh, Fgy, Fgh = at(r.F, t).split(r.H, dim=-1)
+        dp = torch.cat([Fy * dy, Fh * dh, Fgy * dy, Fgh * dh], dim=-1)  # (K, B, 4H)
+        put(r.F, t, dp)
+        gh = at(r.A, t)[..., 3 * r.H :]
+        r.dhc.copy_(torch.baddbmm(dh * gh, dp, r.Wh.transpose(1, 2)))  # dL/dh_{t-1}
+
     def grads(self, r: Run, needs: dict[str, bool]) -> dict[str, Tensor | None]:
         g = super().grads(r, {**needs, "x": False})
         if needs["x"]:
@@ -489,6 +590,18 @@ class MinimalRNNKernel(SequenceKernel):
         dh = r.dh[t + 1]
         dp = r.dp[t].mul_(dh)
         r.dh[t].addcmul_(dh, r.u[t]).baddbmm_(dp, r.WhT)
+
+    def step_t(self, r: Run, t: Tensor) -> None:
+        hp, z = at(r.Hs, t), at(r.Z, t)  # (K, B, H)
+        u = torch.sigmoid(torch.baddbmm(at(r.A, t), hp, r.Wh))
+        put(r.A, t, u)
+        put(r.Hs, t + 1, z + u * (hp - z))
+
+    def back_step_t(self, r: Run, t: Tensor) -> None:
+        dh = at(r.dH, t + 1, 0)  # (K, B, H)
+        dp = at(r.F, t) * dh
+        put(r.F, t, dp)
+        put(r.dH, t, torch.baddbmm(at(r.dH, t, 0) + dh * at(r.A, t), dp, r.Wh.transpose(1, 2)), 0)
 
     def grads(self, r: Run, needs: dict[str, bool]) -> dict[str, Tensor | None]:
         g = super().grads(r, {**needs, "x": False, "Wx": False})

@@ -1,0 +1,77 @@
+"""The compiled torch-op time loop (``RNNSWEEP_COMPILE=1``, rnnsweep.kernels._compiled)
+against the per-step autograd reference, on the CPU.
+
+This is the pointwise fusion meant for CUDA: each step of every cell as one
+``torch.compile`` graph. Here inductor emits C++ instead of Triton, but the graphs,
+the whole-buffer reads and writes at a tensor step index and every cell's second,
+pure statement of its step are the same, so these tests check them. Compiling takes
+a few seconds per cell, direction and shape, hence one depth and pack size per cell.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from cellcases import ALL_VARIANTS
+from test_kernels import TOLERANCES, _inputs, _model, _rel_err, _run, _variant_id
+
+from rnnsweep.kernels import _compiled, _native, fused_forward, kernel_for
+from rnnsweep.kernels._base import SequenceKernel
+
+
+@pytest.fixture
+def compiled(monkeypatch):
+    """The torch-op loop with compiled steps; counts the compiled steps that ran."""
+    monkeypatch.setenv(_native.ENV_SWITCH, "0")
+    monkeypatch.setenv(_compiled.ENV_SWITCH, "1")
+    calls: list[str] = []
+    real = _compiled.step_fn
+
+    def counting(kernel: SequenceKernel, direction: str):
+        fn = real(kernel, direction)
+        return lambda r, t: (calls.append(direction), fn(r, t))
+
+    monkeypatch.setattr(_compiled, "step_fn", counting)
+    return calls
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("variant", ALL_VARIANTS, ids=_variant_id)
+def test_compiled_steps_match_reference(variant, dtype, compiled):
+    """Depth 2 (the input layer and a deeper one), a pack of 3, every gradient."""
+    model = _model(variant, 2, 3, dtype)
+    x, w = _inputs(3, dtype)
+    ref_out, ref_grads = _run(model, model.forward, x, w)
+    out, grads = _run(model, lambda x: fused_forward(model, x), x, w)
+    T, depth = x.shape[1], 2
+    assert compiled.count("fwd") == compiled.count("bwd") == T * depth, "compiled steps not run"
+    tol = TOLERANCES[dtype]
+    assert _rel_err(out, ref_out) < tol
+    errors = {name: _rel_err(grads[name], ref_grads[name]) for name in ref_grads}
+    bad = {name: err for name, err in errors.items() if not err < tol}
+    assert not bad, f"gradients off by more than {tol}: {bad}"
+
+
+def test_switch_is_off_by_default(monkeypatch):
+    monkeypatch.delenv(_compiled.ENV_SWITCH, raising=False)
+    assert not _compiled.enabled()
+    monkeypatch.setenv(_compiled.ENV_SWITCH, "1")
+    assert _compiled.enabled()
+
+
+def test_every_kernel_has_compiled_steps():
+    """A cell added without its compiled form would fall to NotImplementedError under the
+    switch: each kernel overrides both methods."""
+    from rnnsweep.cells import get_cell
+
+    for arch, _, _ in ALL_VARIANTS:
+        kernel = type(kernel_for(get_cell(arch)))
+        assert kernel.step_t is not SequenceKernel.step_t, kernel.__name__
+        assert kernel.back_step_t is not SequenceKernel.back_step_t, kernel.__name__
+
+
+def test_step_indices_are_cached_per_device():
+    a = _compiled.step_indices(5, torch.device("cpu"))
+    assert a is _compiled.step_indices(5, "cpu")
+    assert [int(t) for t in a] == [0, 1, 2, 3, 4]
