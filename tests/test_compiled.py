@@ -75,3 +75,20 @@ def test_step_indices_are_cached_per_device():
     a = _compiled.step_indices(5, torch.device("cpu"))
     assert a is _compiled.step_indices(5, "cpu")
     assert [int(t) for t in a] == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("variant", ALL_VARIANTS, ids=_variant_id)
+def test_compiled_steps_on_cuda_match_cpu_reference(variant, compiled):
+    """Where the fusion is meant to run (Triton kernels). Not run here: no GPU."""
+    import copy
+
+    model = _model(variant, 2, 3, torch.float64)
+    x, w = _inputs(3, torch.float64)
+    ref_out, ref_grads = _run(model, model.forward, x, w)
+    gpu = copy.deepcopy(model).to("cuda")
+    out, grads = _run(gpu, lambda x: fused_forward(gpu, x), x.cuda(), w.cuda())
+    assert compiled, "compiled steps not run"
+    assert _rel_err(out.cpu(), ref_out) < 1e-8
+    for name, g in grads.items():
+        assert _rel_err(g.cpu(), ref_grads[name]) < 1e-8, name

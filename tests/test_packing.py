@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from rnnsweep.cells import InitConfig, ModelConfig, PackedRNN
 from rnnsweep.tasks import make_task
@@ -109,3 +110,66 @@ def test_frozen_members_leave_the_pack(monkeypatch):
         assert (alone.diverged, alone.diverged_at) == (res.diverged, res.diverged_at)
         _close(_losses(alone), _losses(res), rel=1e-5)
         _same_diagnostics(alone, res)  # the frozen members' final map too
+
+
+@pytest.mark.parametrize("arch", ["ugrnn", "lstm"])
+def test_fixed_buffer_steps_equal_the_eager_loop(arch, monkeypatch):
+    """RNNSWEEP_GRAPHS=1 (on CUDA a replayed graph; here the same fixed-buffer step run
+    eagerly): frozen members stay in the pack, masked, and every member's results,
+    the diverged ones' included, are those of the eager loop, where they leave it."""
+    from rnnsweep.train import _graphs
+
+    cfg = ModelConfig(arch, TASK.n_in, TASK.n_out, 12, 2)
+    bomb = MemberSpec(lr=1e3, clip=math.inf, init=InitConfig(seed=99))
+    members = [_member(0), bomb, _member(1), _member(2)]
+    kinds = ["sgd", "sgd", "adam", "rmsprop"]
+    eager = train_pack(TASK, cfg, kinds, members, CFG, impl="fused")
+    monkeypatch.setenv(_graphs.ENV_SWITCH, "1")
+    calls = []
+    real_call = _graphs.GraphedStep.__call__
+    monkeypatch.setattr(
+        _graphs.GraphedStep, "__call__", lambda self, b: (calls.append(1), real_call(self, b))[1]
+    )
+    monkeypatch.setattr(PackedRNN, "subset", lambda *a: pytest.fail("a fixed-buffer pack shrank"))
+    fixed = train_pack(TASK, cfg, kinds, members, CFG, impl="fused")
+    assert calls, "the fixed-buffer step never ran"
+    assert eager[1].diverged and not any(r.diverged for r in eager[::2])
+    for a, b in zip(eager, fixed, strict=True):
+        assert (a.diverged, a.diverged_at) == (b.diverged, b.diverged_at)
+        _close(_losses(a), _losses(b), rel=1e-6)
+        _same_diagnostics(a, b)  # a frozen member's final map: its parameters stayed put
+
+
+def test_graphed_step_copies_each_batch_into_its_fixed_buffers():
+    from rnnsweep.train._graphs import GraphedStep
+
+    seen = []
+    first = TASK.sample_pack([torch.Generator().manual_seed(0)], 4)
+    step = GraphedStep(lambda b: (seen.append(b), b.x.sum())[1:], first)
+    second = TASK.sample_pack([torch.Generator().manual_seed(1)], 4)
+    (total,) = step(second)
+    assert seen[0] is step.batch and seen[0].x is not second.x  # the fixed buffers
+    assert float(total) == pytest.approx(float(second.x.sum()))
+    with pytest.raises(AssertionError, match="batch"):
+        step(TASK.sample_pack([torch.Generator().manual_seed(1)], 5))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("fusion", ["0", "1"], ids=["eager-steps", "compiled-steps"])
+def test_cuda_graph_training_equals_the_cpu(fusion, monkeypatch):
+    """The replayed CUDA graph (warm-up, capture, replays), with and without the compiled
+    steps, against the eager CPU loop, a diverging member included. Not run here: no GPU."""
+    from rnnsweep.kernels import _compiled
+    from rnnsweep.train import _graphs
+
+    cfg = ModelConfig("gru", TASK.n_in, TASK.n_out, 12, 2)
+    bomb = MemberSpec(lr=1e3, clip=math.inf, init=InitConfig(seed=99))
+    members = [_member(0), bomb, _member(1), _member(2)]
+    f64 = TrainConfig(steps=12, batch_size=8, eval_every=4, eval_size=16, dtype="float64")
+    cpu = train_pack(TASK, cfg, "adam", members, f64, impl="fused")
+    monkeypatch.setenv(_graphs.ENV_SWITCH, "1")
+    monkeypatch.setenv(_compiled.ENV_SWITCH, fusion)
+    gpu = train_pack(TASK, cfg, "adam", members, f64, impl="fused", device="cuda")
+    for a, b in zip(cpu, gpu, strict=True):
+        assert (a.diverged, a.diverged_at) == (b.diverged, b.diverged_at)
+        _close(_losses(a), _losses(b), rel=1e-6)

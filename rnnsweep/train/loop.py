@@ -19,6 +19,7 @@ import torch
 from rnnsweep.cells import InitConfig, ModelConfig, PackedRNN
 from rnnsweep.kernels.heap import keep_freed_buffers
 from rnnsweep.tasks.base import Batch, Task
+from rnnsweep.train import _graphs
 from rnnsweep.train.optim import OPTIMIZERS, PackedOptimizer, clip_grad_norm_packed
 
 __all__ = ["MemberResult", "MemberSpec", "TrainConfig", "train_pack"]
@@ -159,6 +160,41 @@ def _data_seed(seed: int) -> int:
     return (seed * 2_654_435_761 + 97) % (2**63 - 1)
 
 
+def _train_step(
+    pack: _LivePack,
+    task: Task,
+    batch: Batch,
+    active: torch.Tensor,
+    initial: torch.Tensor,
+    factor: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Steps 2-5 of one training step of the live members, as device work only (no host
+    synchronisation, fixed shapes: a CUDA graph can capture it, see ``_graphs``).
+
+    ``active`` ``(n,)`` is updated in place; returns the training losses ``(n,)`` and
+    the members frozen by the loss check and by the gradient check ``(n,)`` bool each.
+    """
+    losses = task.loss(pack.forward(batch.x), batch)  # (n,)
+
+    # 3. Divergence: non-finite, or above divergence_factor x the initial loss.
+    ok = torch.isfinite(losses) & (losses <= factor * initial)
+    bad_loss = active & ~ok
+    active &= ok
+
+    # 4. Backward on the active members only: a frozen member's NaN never enters.
+    total = torch.where(active, losses, torch.zeros_like(losses)).sum()
+    pack.opt.zero_grad()
+    total.backward()
+
+    # 5. Per-member clipping, then a masked batched update. A non-finite gradient
+    #    norm is divergence too (the loss was finite, its slope not).
+    finite = torch.isfinite(clip_grad_norm_packed(pack.params, pack.clip))
+    bad_grad = active & ~finite
+    active &= finite
+    pack.opt.step(active)
+    return losses.detach(), bad_loss, bad_grad
+
+
 def train_pack(
     task: Task,
     model_cfg: ModelConfig,
@@ -199,13 +235,12 @@ def train_pack(
     # and the tensors of ``pack`` are indexed by position in the live pack.
     active = torch.ones(K, dtype=torch.bool, device=device)
     diverged_at: list[int | None] = [None] * K
-    initial = torch.full((K,), math.nan, dtype=dtype, device=device)
     curves: list[list[dict[str, float]]] = [[] for _ in range(K)]
     last_eval = torch.full((K,), math.nan, dtype=dtype, device=device)
     last_metric = torch.full((K,), math.nan, dtype=dtype, device=device)
 
     def evaluate(step: int, train_loss: torch.Tensor) -> None:
-        nonlocal active
+        nonlocal active  # updated in place (a graphed step reads this very tensor)
         with torch.no_grad():
             out = pack.forward(pack.eval_batch.x)
             ev = task.loss(out, pack.eval_batch)  # (n,)
@@ -216,7 +251,7 @@ def train_pack(
         bad = active & ~(torch.isfinite(ev) & (ev <= limit))
         for k in torch.nonzero(bad).flatten().tolist():
             diverged_at[pack.ids[k]] = step
-        active = active & ~bad
+        active &= ~bad
         for k, orig in enumerate(pack.ids):
             if diverged_at[orig] is None or diverged_at[orig] == step:
                 curves[orig].append(
@@ -239,59 +274,61 @@ def train_pack(
         diag_init = _diagnose(full, diag_x)
         diag_time += time.perf_counter() - t_diag
 
-    def freeze(bad: torch.Tensor, step: int, losses: torch.Tensor) -> torch.Tensor:
-        """Record live members ``bad`` (n,) as diverged at ``step``; returns the new active mask."""
+    def freeze(bad: torch.Tensor, step: int, losses: torch.Tensor) -> None:
+        """Record live members ``bad`` (n,) as diverged at ``step`` (``active`` already
+        says so: the step's device work updated it)."""
         for k in torch.nonzero(bad).flatten().tolist():
             diverged_at[pack.ids[k]] = step
             curves[pack.ids[k]].append(
                 {
                     "step": step,
-                    "train_loss": float(losses[k].detach()),
+                    "train_loss": float(losses[k]),
                     "eval_loss": math.nan,
                     "eval_metric": math.nan,
                 }
             )
-        return active & ~bad
+
+    # 1c. Step 0's batch and the initial training losses the divergence rule compares
+    #     with (the step below computes them again, the same numbers, with the graph),
+    #     then the held-out set at initialisation.
+    batch = task.sample_pack(pack.gens, cfg.batch_size).to(device, dtype)
+    with torch.no_grad():
+        initial = task.loss(pack.forward(batch.x), batch)  # (K,)
+    evaluate(0, initial)
+
+    def run_step(batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return _train_step(pack, task, batch, active, initial[pack.live], cfg.divergence_factor)
+
+    # On fixed buffers (RNNSWEEP_GRAPHS=1): frozen members stay in the pack, masked, so
+    # that shapes and buffers never change; on CUDA the step is a replayed graph.
+    graphed = _graphs.GraphedStep(run_step, batch) if _graphs.enabled() else None
 
     step = 0
     for step in range(cfg.steps):
         # 2. Drop frozen members from the pack (their parameters are final), then
-        #    forward every live member on its own batch.
+        #    one step of every live member on its own batch.
         if not bool(active.any()):  # the last ones diverged at an evaluation
             break
-        if not bool(active.all()):
+        if graphed is None and not bool(active.all()):
             active = pack.compact(active)
-        batch = task.sample_pack(pack.gens, cfg.batch_size).to(device, dtype)
-        losses = task.loss(pack.forward(batch.x), batch)  # (n,)
-        if step == 0:
-            initial = losses.detach().clone()
-            evaluate(0, losses.detach())
-
-        # 3. Divergence: non-finite, or above divergence_factor x the initial loss.
-        limit = cfg.divergence_factor * initial[pack.live]
-        bad = active & ~(torch.isfinite(losses) & (losses <= limit))
-        active = freeze(bad, step, losses)
-        if not bool(active.any()):
-            break
-
-        # 4. Backward on the active members only: a frozen member's NaN never enters.
-        total = torch.where(active, losses, torch.zeros_like(losses)).sum()
-        opt.zero_grad()
-        total.backward()
-
-        # 5. Per-member clipping, then a masked batched update. A non-finite
-        #    gradient norm is divergence too (the loss was finite, its slope not).
-        norms = clip_grad_norm_packed(pack.params, pack.clip)
-        bad = active & ~torch.isfinite(norms)
-        active = freeze(bad, step, losses)
-        opt.step(active)
+        if step > 0:
+            batch = task.sample_pack(pack.gens, cfg.batch_size).to(device, dtype)
+        losses, bad_loss, bad_grad = (graphed or run_step)(batch)
+        # the step's one synchronisation: which members it froze, and why
+        bad = torch.stack([bad_loss, bad_grad]).cpu()  # (2, n)
+        if bool(bad.any()):
+            lost = losses.cpu()
+            freeze(bad[0], step, lost)
+            freeze(bad[1], step, lost)
+            if not bool(active.any()):
+                break
         if on_step is not None:
             on_step(step + 1)
 
         # 6. Learning curve on the held-out set.
         done = step + 1
         if done % cfg.eval_every == 0 or done == cfg.steps:
-            evaluate(done, losses.detach())
+            evaluate(done, losses)
 
     # 7. Diagnostics of the trained map (a diverged member's last finite one).
     pack.write_back()

@@ -112,7 +112,7 @@ class PackedOptimizer:
         where frozen members leave the pack), the state is updated in place: a third of
         the passes through memory of the selecting path below.
         """
-        self.t = torch.where(active, self.t + 1, self.t)
+        self.t.copy_(torch.where(active, self.t + 1, self.t))  # in place: a CUDA graph's buffer
         in_place = len(self.masks) == 1 and active.device.type == "cpu" and bool(active.all())
         steps = self.t.clamp_min(1)  # (K,): Adam's bias-correction exponent
         for p, (m, v) in zip(self.params, self.state, strict=True):
