@@ -13,6 +13,12 @@ extrapolated to the workload's step count (evaluations excluded, for all
 three alike). Achieved GFLOP/s counts matrix-product flops only (forward and
 backward: 3x the forward products), and the sgemm peak is measured in the same
 run with the same thread count, so the ratio compares like with like.
+
+``device="cuda"`` runs all three on a GPU (each timed step ends in a synchronisation,
+the peak is a 4096^3 float32 product there), with the switches of
+:mod:`rnnsweep.kernels._compiled` (``RNNSWEEP_COMPILE``) and
+:mod:`rnnsweep.train._graphs` (``RNNSWEEP_GRAPHS``) as the environment sets them; the
+row's ``cpu_loop`` then says which were on.
 """
 
 from __future__ import annotations
@@ -26,10 +32,11 @@ from typing import TYPE_CHECKING
 import torch
 
 from rnnsweep.cells import InitConfig, ModelConfig, PackedRNN, get_cell
-from rnnsweep.kernels import _native
+from rnnsweep.kernels import _compiled, _native
 from rnnsweep.kernels.heap import keep_freed_buffers
 from rnnsweep.tasks import make_task
 from rnnsweep.tasks.base import Batch
+from rnnsweep.train import _graphs
 from rnnsweep.train.optim import PackedOptimizer, clip_grad_norm_packed
 
 if TYPE_CHECKING:
@@ -76,7 +83,29 @@ class BenchRow:
     native_gemm_gflops: float | None
     fraction_of_native_gemm: float | None
     threads: int
-    cpu_loop: str  # which time loop the packed kernels ran: rnnsweep.kernels._native.status()
+    # which time loop the packed kernels ran: rnnsweep.kernels._native.status() on the
+    # CPU; on CUDA the torch-op loop and which of its switches were on (loop_status)
+    cpu_loop: str
+    device: str = "cpu"
+
+
+def loop_status(device: str) -> str:
+    """Which time loop a packed step runs on ``device``, in words."""
+    if torch.device(device).type == "cpu":
+        return _native.status()
+    on = lambda b: "on" if b else "off"  # noqa: E731
+    return (
+        f"torch ops on {device}; compiled steps {on(_compiled.enabled())} "
+        f"({_compiled.ENV_SWITCH}), CUDA graphs {on(_graphs.enabled())} ({_graphs.ENV_SWITCH})"
+    )
+
+
+def _synced(step: Callable[[], object], device: str) -> Callable[[], None]:
+    """``step`` followed by a wait for the device (a no-op on the CPU), so a timer sees
+    the work and not just its launch."""
+    if torch.device(device).type != "cuda":
+        return lambda: (step(), None)[1]
+    return lambda: (step(), torch.cuda.synchronize(device))[1]
 
 
 def forward_flops(cfg: ModelConfig, seq_len: int, batch: int) -> float:
@@ -102,10 +131,13 @@ def _gflops(product: Callable[[], object], flops: float, seconds: float) -> floa
     return flops * reps / (time.perf_counter() - t0) / 1e9
 
 
-def measure_sgemm_gflops(n: int = 1024, seconds: float = 1.0) -> float:
-    """float32 matrix-multiply rate of this machine (torch's BLAS), at torch's thread count."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    return _gflops(lambda: a @ b, 2.0 * n**3, seconds)
+def measure_sgemm_gflops(n: int = 1024, seconds: float = 1.0, device: str = "cpu") -> float:
+    """float32 matrix-multiply rate of this machine (torch's BLAS), at torch's thread count;
+    on CUDA of a 4096^3 product (cuBLAS; TF32 as torch's default leaves it: off)."""
+    if torch.device(device).type == "cuda":
+        n = max(n, 4096)
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    return _gflops(_synced(lambda: a @ b, device), 2.0 * n**3, seconds)
 
 
 def measure_native_gemm_gflops(n: int = 512, seconds: float = 1.0) -> float | None:
@@ -148,17 +180,20 @@ def _time_rounds(steps: dict[str, Callable[[], None]], rounds: int) -> dict[str,
     return {name: sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
-def _packed_step_fn(case: BenchCase, K: int, impl: str) -> tuple[Callable[[], None], ModelConfig]:
-    """One training step (forward, backward, clip, Adam) of a K-member pack."""
+def _packed_step_fn(
+    case: BenchCase, K: int, impl: str, device: str = "cpu"
+) -> tuple[Callable[[], None], ModelConfig]:
+    """One training step (forward, backward, clip, Adam) of a K-member pack; the fused one
+    under ``RNNSWEEP_GRAPHS=1`` on fixed buffers (on CUDA a replayed graph), as in training."""
     keep_freed_buffers()  # as train_pack does
     task = make_task("parens", {"seq_len": case.seq_len})
     cfg = ModelConfig(case.arch, task.n_in, task.n_out, case.hidden, case.depth)
     members = [InitConfig(init_scale=1.0, b_fg=1.0, seed=k) for k in range(K)]
-    model = PackedRNN(cfg, members)
+    model = PackedRNN(cfg, members, device=device)
     params = list(model.parameters())
-    opt = PackedOptimizer(params, "adam", torch.full((K,), 1e-3))
-    clip = torch.full((K,), 1.0)
-    active = torch.ones(K, dtype=torch.bool)
+    opt = PackedOptimizer(params, "adam", torch.full((K,), 1e-3, device=device))
+    clip = torch.full((K,), 1.0, device=device)
+    active = torch.ones(K, dtype=torch.bool, device=device)
     gens = [torch.Generator().manual_seed(k) for k in range(K)]
     if impl == "fused":
         from rnnsweep.kernels import fused_forward
@@ -168,31 +203,37 @@ def _packed_step_fn(case: BenchCase, K: int, impl: str) -> tuple[Callable[[], No
     else:
         fwd = model.forward
 
-    def step() -> None:
-        batch = task.sample_pack(gens, case.batch_size)
+    def train(batch: Batch) -> tuple[torch.Tensor]:
         loss = task.loss(fwd(batch.x), batch)
         opt.zero_grad()
         loss.sum().backward()
         clip_grad_norm_packed(params, clip)
         opt.step(active)
+        return (loss,)
 
-    return step, cfg
+    sample = lambda: task.sample_pack(gens, case.batch_size).to(device)  # noqa: E731
+    run: Callable[[Batch], tuple[torch.Tensor]] = train
+    if impl == "fused" and _graphs.enabled():  # the naive baseline stays plain
+        run = _graphs.GraphedStep(train, sample())
+        for _ in range(_graphs.WARMUP_STEPS + 1):  # warm-up and capture stay out of the timing
+            run(sample())
+    return _synced(lambda: run(sample()), device), cfg
 
 
-def _torch_step_fn(case: BenchCase) -> Callable[[], None] | None:
-    """One training step of torch.nn's own module for this cell, or None."""
+def _torch_step_fn(case: BenchCase, device: str = "cpu") -> Callable[[], None] | None:
+    """One training step of torch.nn's own module for this cell (cuDNN on CUDA), or None."""
     module = TORCH_MODULES.get(case.arch)
     if module is None:
         return None
     task = make_task("parens", {"seq_len": case.seq_len})
-    rnn = module(task.n_in, case.hidden, num_layers=case.depth)
-    readout = torch.nn.Linear(case.hidden, task.n_out)
+    rnn = module(task.n_in, case.hidden, num_layers=case.depth).to(device)
+    readout = torch.nn.Linear(case.hidden, task.n_out).to(device)
     params = list(rnn.parameters()) + list(readout.parameters())
     opt = torch.optim.Adam(params, lr=1e-3)
     gen = torch.Generator().manual_seed(0)
 
     def step() -> None:
-        batch = task.sample(gen, case.batch_size)
+        batch = task.sample(gen, case.batch_size).to(device)
         out, _ = rnn(batch.x)  # (T, B, H)
         logits = readout(out).unsqueeze(0)  # (1, T, B, O)
         one = Batch(batch.x.unsqueeze(0), batch.y.unsqueeze(0), batch.mask.unsqueeze(0))
@@ -202,7 +243,7 @@ def _torch_step_fn(case: BenchCase) -> Callable[[], None] | None:
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
 
-    return step
+    return _synced(step, device)
 
 
 def run_bench(
@@ -212,17 +253,19 @@ def run_bench(
     timed_steps: int = 5,
     peak_seconds: float = 1.0,
     on_case: Callable[[BenchRow], None] | None = None,
+    device: str = "cpu",
 ) -> list[BenchRow]:
-    """Time every case three ways; returns one row per case."""
+    """Time every case three ways on ``device``; returns one row per case."""
     threads = torch.get_num_threads()
-    peak = measure_sgemm_gflops(seconds=peak_seconds)
-    native_peak = measure_native_gemm_gflops(seconds=peak_seconds)
+    peak = measure_sgemm_gflops(seconds=peak_seconds, device=device)
+    on_cpu = torch.device(device).type == "cpu"
+    native_peak = measure_native_gemm_gflops(seconds=peak_seconds) if on_cpu else None
     rows = []
     for case in cases:
-        naive_step, cfg = _packed_step_fn(case, 1, "reference")
-        packed_step, _ = _packed_step_fn(case, pack_size, "fused")
+        naive_step, cfg = _packed_step_fn(case, 1, "reference", device)
+        packed_step, _ = _packed_step_fn(case, pack_size, "fused", device)
         steps = {"naive": naive_step, "packed": packed_step}
-        torch_step = _torch_step_fn(case)
+        torch_step = _torch_step_fn(case, device)
         if torch_step is not None:
             steps["torch"] = torch_step
         t = _time_rounds(steps, timed_steps)
@@ -257,7 +300,8 @@ def run_bench(
             native_gemm_gflops=native_peak,
             fraction_of_native_gemm=gflops / native_peak if native_peak else None,
             threads=threads,
-            cpu_loop=_native.status(),
+            cpu_loop=loop_status(device),
+            device=device,
         )
         rows.append(row)
         if on_case is not None:
@@ -276,13 +320,15 @@ def rows_as_dicts(rows: Sequence[BenchRow]) -> list[dict]:
     return out
 
 
-def packed_step_seconds(case: BenchCase, K: int, timed_steps: int = 3) -> float:
+def packed_step_seconds(
+    case: BenchCase, K: int, timed_steps: int = 3, device: str = "cpu"
+) -> float:
     """Seconds per training step of a K-member fused pack (median after a warm-up)."""
-    step, _ = _packed_step_fn(case, K, "fused")
+    step, _ = _packed_step_fn(case, K, "fused", device)
     return _time(step, timed_steps, warmup=1)
 
 
-def scaling(base: BenchCase, *, timed_steps: int = 3) -> list[dict]:
+def scaling(base: BenchCase, *, timed_steps: int = 3, device: str = "cpu") -> list[dict]:
     """How a packed training step's time grows with K, depth, width and sequence length.
 
     One axis at a time from ``base`` (K = 32); ``ms_per_trial_step`` is the pack
@@ -305,7 +351,7 @@ def scaling(base: BenchCase, *, timed_steps: int = 3) -> list[dict]:
                 v if axis == "seq_len" else base.seq_len,
                 base.batch_size,
             )
-            t = packed_step_seconds(case, K, timed_steps)
+            t = packed_step_seconds(case, K, timed_steps, device)
             task = make_task("parens", {"seq_len": case.seq_len})
             cfg = ModelConfig(case.arch, task.n_in, task.n_out, case.hidden, case.depth)
             flops = 3.0 * forward_flops(cfg, case.seq_len, case.batch_size) * K

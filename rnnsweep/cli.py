@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -931,6 +932,13 @@ def bench(
     ] = False,
     pack_size: Annotated[int, typer.Option(help="Trials per pack for the packed run.")] = 32,
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
+    device: Annotated[
+        str,
+        typer.Option(
+            help="cpu | cuda | cuda:N. On CUDA, RNNSWEEP_COMPILE=1 and RNNSWEEP_GRAPHS=1 "
+            "switch on the fused steps and the graph replay."
+        ),
+    ] = "cpu",
     scaling: Annotated[
         bool,
         typer.Option(help="Also time a pack step against K, depth, width and sequence length."),
@@ -962,6 +970,15 @@ def bench(
         )
     if pack_size < 1 or threads < 1:
         raise typer.BadParameter("must be >= 1", param_hint="--pack-size/--threads")
+    if device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", device):
+        raise typer.BadParameter(f"cpu, cuda or cuda:N, got {device!r}", param_hint="--device")
+    if device != "cpu" and (memory or e2e):
+        raise typer.BadParameter(
+            "--memory and --e2e measure the CPU; run them without --device", param_hint="--device"
+        )
+    from rnnsweep.study import resolve_device
+
+    resolve_device(device)  # a CUDA device that is not there: one line, exit 2
     torch.set_num_threads(threads)
     cases = [BenchCase("ugrnn", 2, 64)]
     if not quick:
@@ -978,6 +995,7 @@ def bench(
             timed_steps=3 if quick else 7,
             peak_seconds=0.5 if quick else 1.0,
             on_case=lambda r: status.update(f"benchmarked {r.arch} depth {r.depth}"),
+            device=device,
         )
     pct = lambda v: f"{100 * v:.0f}%"  # noqa: E731
     cols = [
@@ -997,13 +1015,13 @@ def bench(
         Column("fraction_of_native_gemm", "of it", pct),
     ]
     title = (
-        f"parens, seq 50, batch 32, 300 steps/trial; {threads} thread(s); "
+        f"parens, seq 50, batch 32, 300 steps/trial; {device}, {threads} thread(s); "
         f"packed time loop: {rows[0].cpu_loop}"
     )
     extras: dict[str, list[dict]] = {}
     if scaling:
         with err.status("timing a pack step against K, depth, width, sequence..."):
-            extras["scaling"] = bench_scaling(BenchCase("ugrnn", 2, 64))
+            extras["scaling"] = bench_scaling(BenchCase("ugrnn", 2, 64), device=device)
     if memory:
         with err.status("measuring peak memory (pack of 64, depth 8, width 128, seq 100)..."):
             extras["memory"] = [

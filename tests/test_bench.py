@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
-from rnnsweep.bench import BenchCase, forward_flops, rows_as_dicts, run_bench
+import pytest
+import torch
+
+from rnnsweep.bench import BenchCase, forward_flops, loop_status, rows_as_dicts, run_bench
 from rnnsweep.cells import ModelConfig
 from rnnsweep.kernels import _native
 
@@ -93,3 +96,48 @@ def test_time_rounds_interleaves_the_steps():
     t = _time_rounds(steps, rounds=3)
     assert set(t) == {"a", "b", "c"} and all(v >= 0 for v in t.values())
     assert calls == ["a", "b", "c", "a", "b", "c", "b", "c", "a", "c", "a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--device", "gpu"], "cpu, cuda or cuda:N, got 'gpu'"),
+        (["--device", "cuda", "--e2e"], "--memory and --e2e measure the CPU"),
+        (["--device", "cuda:0", "--memory"], "--memory and --e2e measure the CPU"),
+    ],
+)
+def test_bench_rejects_a_bad_device_in_one_line(cli, args, needle):
+    r = cli("bench", *args)
+    assert r.code == 2, r.err
+    (line,) = [ln for ln in r.err.splitlines() if ln.strip()]
+    assert line.startswith("Error: ") and needle in line
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
+def test_bench_on_cuda_without_one_says_so(cli):
+    r = cli("bench", "--device", "cuda", "--quick")
+    assert r.code == 2
+    assert r.err.strip() == "Error: --device cuda requested but no CUDA device is visible"
+
+
+def test_bench_times_the_fixed_buffer_step(monkeypatch):
+    """RNNSWEEP_GRAPHS=1: the packed step runs through GraphedStep (a replayed graph on
+    CUDA), warmed up outside the timing, and the row says the loop it timed."""
+    from rnnsweep.train import _graphs
+
+    monkeypatch.setenv(_graphs.ENV_SWITCH, "1")
+    calls = []
+    real_call = _graphs.GraphedStep.__call__
+    monkeypatch.setattr(
+        _graphs.GraphedStep, "__call__", lambda self, b: (calls.append(1), real_call(self, b))[1]
+    )
+    (row,) = run_bench(
+        [BenchCase("ugrnn", 1, 8, seq_len=5, batch_size=4)],
+        pack_size=2,
+        timed_steps=1,
+        peak_seconds=0.05,
+    )
+    # warm-up and capture (4), the rounds' warm-up call and one timed round
+    assert len(calls) == _graphs.WARMUP_STEPS + 1 + 2
+    assert row.packed_trials_per_hour > 0 and row.device == "cpu"
+    assert loop_status("cuda").endswith("CUDA graphs on (RNNSWEEP_GRAPHS)")
