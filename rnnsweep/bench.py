@@ -90,14 +90,16 @@ class BenchRow:
 
 
 def loop_status(device: str) -> str:
-    """Which time loop a packed step runs on ``device``, in words."""
-    if torch.device(device).type == "cpu":
-        return _native.status()
-    on = lambda b: "on" if b else "off"  # noqa: E731
-    return (
-        f"torch ops on {device}; compiled steps {on(_compiled.enabled())} "
-        f"({_compiled.ENV_SWITCH}), CUDA graphs {on(_graphs.enabled())} ({_graphs.ENV_SWITCH})"
-    )
+    """Which time loop a packed step runs on ``device``, and which switches are on, in words."""
+    cpu = torch.device(device).type == "cpu"
+    parts = [_native.status() if cpu else f"torch ops on {device}"]
+    if _compiled.enabled():
+        where = " where the native loops do not run" if cpu else ""
+        parts.append(f"compiled steps{where} ({_compiled.ENV_SWITCH}=1)")
+    if _graphs.enabled():
+        what = "fixed-buffer steps" if cpu else "CUDA graphs"
+        parts.append(f"{what} ({_graphs.ENV_SWITCH}=1)")
+    return "; ".join(parts)
 
 
 def _synced(step: Callable[[], object], device: str) -> Callable[[], None]:

@@ -140,4 +140,5 @@ def test_bench_times_the_fixed_buffer_step(monkeypatch):
     # warm-up and capture (4), the rounds' warm-up call and one timed round
     assert len(calls) == _graphs.WARMUP_STEPS + 1 + 2
     assert row.packed_trials_per_hour > 0 and row.device == "cpu"
-    assert loop_status("cuda").endswith("CUDA graphs on (RNNSWEEP_GRAPHS)")
+    assert row.cpu_loop.endswith("fixed-buffer steps (RNNSWEEP_GRAPHS=1)")
+    assert loop_status("cuda") == "torch ops on cuda; CUDA graphs (RNNSWEEP_GRAPHS=1)"

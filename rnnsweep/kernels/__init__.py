@@ -78,7 +78,10 @@ read all of ``F`` after the loop, keep the full ``F``.
 The native loops are compiled on first use and cached; without a C compiler, on CUDA,
 for other dtypes, or with ``RNNSWEEP_NATIVE=0``, the loop below runs as torch ops, step
 by step, with the single all-rows products. Both loops share every saved tensor and
-layout, and the tests run each against the reference.
+layout, and the tests run each against the reference. With ``RNNSWEEP_COMPILE=1`` each
+step of the torch-op loop is one ``torch.compile`` graph instead (the pointwise fusion
+meant for CUDA, :mod:`rnnsweep.kernels._compiled`; each cell states its step a second
+time for it, as pure tensor math, ``step_t``/``back_step_t``).
 
 Devices and dtypes: torch ops in float32 and float64 on CPU and CUDA, the native
 loop on the CPU. tanh is evaluated as ``2 sigmoid(2a) - 1`` on the CPU (see
