@@ -8,6 +8,15 @@
 # floor in pyproject.toml, so `pip install .` below keeps it and downloads no torch.
 FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
 
+# A C compiler and the C library headers (the runtime base has neither): the native CPU
+# time loops are compiled on first use, and torch.compile's Triton kernels
+# (RNNSWEEP_COMPILE=1) build their launcher with the host compiler. Versions are left to
+# the base image's Ubuntu release, whose security updates should win over a pin.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY rnnsweep/ rnnsweep/

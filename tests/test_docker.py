@@ -79,3 +79,12 @@ def test_dockerignore_keeps_local_state_out_of_the_context() -> None:
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     for pattern in (".venv", ".git", "**/*.db", "**/__pycache__", "out/"):
         assert pattern in ignored, pattern
+
+
+def test_image_has_a_c_compiler() -> None:
+    """The native CPU loops and Triton's launcher (RNNSWEEP_COMPILE=1) compile C at run
+    time; the runtime base image ships no compiler."""
+    joined = DOCKERFILE.read_text().replace("\\\n", " ")  # RUN continuations joined
+    runs = " ".join(ln.split(None, 1)[1] for ln in joined.splitlines() if ln.startswith("RUN "))
+    assert "apt-get install" in runs and " gcc " in f" {runs} " and "libc6-dev" in runs
+    assert "rm -rf /var/lib/apt/lists/*" in runs
