@@ -103,6 +103,44 @@ def test_frozen_member_is_untouched_bit_for_bit(kind):
     assert opt_b.t.tolist() == [8, 3, 8]
 
 
+def test_mixed_pack_updates_each_optimizers_slice_in_place_as_torch_optim_does():
+    """Members sorted by optimizer (as train_pack orders them): each kind updates its own
+    slice in place. Every member against torch.optim, and bit for bit against the
+    selecting path the same members take when their kinds are interleaved."""
+    kinds = ["adam", "adam", "rmsprop", "sgd", "sgd"]
+    lrs = [1e-2, 3e-2, 1e-3, 5e-2, 1e-1]
+    K = len(kinds)
+    packed, mixed = _packed_params(K), _packed_params(K)
+    perm = [3, 0, 2, 4, 1]  # kinds interleaved: sgd adam rmsprop sgd adam
+    opt = PackedOptimizer(packed, kinds, torch.tensor(lrs, dtype=torch.float64))
+    assert opt.runs == [("adam", 0, 2), ("rmsprop", 2, 3), ("sgd", 3, 5)]
+    with torch.no_grad():
+        for q, p in zip(mixed, packed, strict=True):
+            q.copy_(p[perm])
+    opt_mixed = PackedOptimizer(
+        mixed, [kinds[k] for k in perm], torch.tensor([lrs[k] for k in perm], dtype=torch.float64)
+    )
+    assert len(opt_mixed.runs) == 5  # not contiguous: the selecting path
+    refs = [[p.detach()[k].clone().requires_grad_() for p in packed] for k in range(K)]
+    ref_opts = [_torch_opt(kinds[k], refs[k], lrs[k]) for k in range(K)]
+    active = torch.ones(K, dtype=torch.bool)
+    g = torch.Generator().manual_seed(4)
+    for _ in range(6):
+        grads = [torch.randn(K, *s, generator=g, dtype=torch.float64) for s in SHAPES]
+        for p, q, gr in zip(packed, mixed, grads, strict=True):
+            p.grad, q.grad = gr.clone(), gr[perm].clone()
+        opt.step(active)
+        opt_mixed.step(active)
+        for k in range(K):
+            for r, gr in zip(refs[k], grads, strict=True):
+                r.grad = gr[k].clone()
+            ref_opts[k].step()
+            for p, r in zip(packed, refs[k], strict=True):
+                torch.testing.assert_close(p.detach()[k], r.detach(), rtol=1e-12, atol=1e-12)
+        for p, q in zip(packed, mixed, strict=True):
+            assert torch.equal(p.detach()[perm], q.detach())
+
+
 # ---- clipping ------------------------------------------------------------------
 
 

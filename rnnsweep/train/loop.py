@@ -216,6 +216,24 @@ def train_pack(
     kinds = [optimizer] * len(members) if isinstance(optimizer, str) else list(optimizer)
     assert all(k in OPTIMIZERS for k in kinds), f"optimizers {kinds} not all in {OPTIMIZERS}"
     assert cfg.steps >= 1 and cfg.eval_every >= 1, "steps and eval_every must be >= 1"
+    # Members of one optimizer side by side, so that each optimizer updates its slice of
+    # the pack in place (PackedOptimizer); the results go back in the callers' order.
+    order = sorted(range(len(members)), key=lambda k: OPTIMIZERS.index(kinds[k]))
+    if order != sorted(order):
+        results = train_pack(
+            task,
+            model_cfg,
+            [kinds[k] for k in order],
+            [members[k] for k in order],
+            cfg,
+            device=device,
+            impl=impl,
+            on_step=on_step,
+        )
+        back = [0] * len(order)
+        for pos, k in enumerate(order):
+            back[k] = pos
+        return [results[back[k]] for k in range(len(order))]
     t_start = time.perf_counter()
     dtype = _DTYPES[cfg.dtype]
     K = len(members)

@@ -22,6 +22,17 @@ def _per_member(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (like.dim() - 1)))
 
 
+def _runs(kinds: Sequence[str]) -> list[tuple[str, int, int]]:
+    """Maximal runs of one optimizer kind: ``(kind, lo, hi)`` with ``kinds[lo:hi]`` all ``kind``."""
+    runs: list[tuple[str, int, int]] = []
+    for k, kind in enumerate(kinds):
+        if runs and runs[-1][0] == kind:
+            runs[-1] = (kind, runs[-1][1], k + 1)
+        else:
+            runs.append((kind, k, k + 1))
+    return runs
+
+
 def clip_grad_norm_packed(params: Sequence[torch.Tensor], max_norm: torch.Tensor) -> torch.Tensor:
     """Scale each member's gradient so its global 2-norm is at most ``max_norm[k]``.
 
@@ -49,10 +60,11 @@ class PackedOptimizer:
 
     ``kind`` is one optimizer for the whole pack or one per member. Members of
     different kinds share the state tensors (member k only ever reads slice k,
-    with its own rule), so a pack need not be split by optimizer; each kind's
-    update is computed for the whole pack and selected per member, which costs
-    one extra elementwise pass per kind present and keeps every member's numbers
-    exactly those it would get alone.
+    with its own rule), so a pack need not be split by optimizer. Where members of
+    one kind sit side by side (``train_pack`` orders them so) and all are active,
+    each kind updates its slice of the pack in place; otherwise each kind's update
+    is computed for the whole pack and selected per member. Either way every
+    member's numbers are exactly those it would get alone.
     """
 
     def __init__(
@@ -80,6 +92,7 @@ class PackedOptimizer:
             for k in OPTIMIZERS
             if k in kinds
         }
+        self.runs = _runs(kinds)
         self.lr = lr  # (K,)
         self.momentum, self.betas, self.alpha, self.eps = momentum, betas, alpha, eps
         self.t = torch.zeros_like(lr)  # (K,) steps taken per member (Adam bias correction)
@@ -108,19 +121,25 @@ class PackedOptimizer:
     def step(self, active: torch.Tensor) -> None:
         """One update of the active members ``(K,)`` bool; frozen members are untouched.
 
-        When every member is active and follows one rule (the usual case on the CPU,
-        where frozen members leave the pack), the state is updated in place: a third of
-        the passes through memory of the selecting path below.
+        When every member is active and the members of each rule sit side by side (the
+        usual case on the CPU, where frozen members leave the pack), each rule updates
+        its slice of the state in place: a third of the passes through memory of the
+        selecting path below, and one rule's arithmetic per member instead of all.
         """
         self.t.copy_(torch.where(active, self.t + 1, self.t))  # in place: a CUDA graph's buffer
-        in_place = len(self.masks) == 1 and active.device.type == "cpu" and bool(active.all())
+        in_place = (
+            len(self.runs) == len(self.masks) and active.device.type == "cpu" and bool(active.all())
+        )
         steps = self.t.clamp_min(1)  # (K,): Adam's bias-correction exponent
         for p, (m, v) in zip(self.params, self.state, strict=True):
             if p.grad is None:
                 continue
             lr, t = _per_member(self.lr, p), _per_member(steps, p)
             if in_place:
-                p.sub_(self._advance(self.kind, m, v, p.grad, lr, t))
+                for kind, lo, hi in self.runs:  # views: the update lands in place
+                    vs = None if v is None else v[lo:hi]
+                    upd = self._advance(kind, m[lo:hi], vs, p.grad[lo:hi], lr[lo:hi], t[lo:hi])
+                    p[lo:hi].sub_(upd)
                 continue
             act = _per_member(active, p)
             g = torch.where(act, p.grad, torch.zeros_like(p.grad))
@@ -148,6 +167,7 @@ class PackedOptimizer:
         self.params = list(params)
         self.kinds = [self.kinds[i] for i in sel]
         self.kind = self.kinds[0] if len(set(self.kinds)) == 1 else "mixed"
+        self.runs = _runs(self.kinds)
         self.masks = {k: m[idx] for k, m in self.masks.items() if k in self.kinds}
         self.lr, self.t = self.lr[idx], self.t[idx]
         self.state = [(m[idx], None if v is None else v[idx]) for m, v in self.state]
