@@ -83,6 +83,9 @@ def _root(
     ] = False,
 ) -> None:
     """rnnsweep: why some RNNs train and others don't."""
+    from rnnsweep.switches import check_switches
+
+    check_switches()  # a bad RNNSWEEP_* value: one line, exit 2, before any work
 
 
 # ---- run -------------------------------------------------------------------------

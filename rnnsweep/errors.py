@@ -12,6 +12,7 @@ __all__ = [
     "StorageError",
     "StudyNotFoundError",
     "SpecMismatchError",
+    "SwitchError",
 ]
 
 
@@ -33,3 +34,7 @@ class StudyNotFoundError(RnnsweepError):
 
 class SpecMismatchError(RnnsweepError):
     """A study is resumed or joined with a spec that differs from the stored one."""
+
+
+class SwitchError(RnnsweepError):
+    """An ``RNNSWEEP_*`` implementation switch in the environment holds a value it does not take."""

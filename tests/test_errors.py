@@ -222,3 +222,26 @@ def test_cli_subprocess_has_no_traceback(tmp_path):
     assert p.returncode == 2
     assert p.stderr.strip().count("\n") == 0 and p.stderr.startswith("Error: unknown arch")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("RNNSWEEP_NATIVE", "fast"), ("RNNSWEEP_COMPILE", "yes"), ("RNNSWEEP_GRAPHS", "2")],
+)
+def test_a_bad_switch_stops_any_command_in_one_line(cli, workdir, monkeypatch, name, value):
+    """The implementation switches are input too: a value they do not take is an error,
+    not a silent default, and it stops the command before it writes anything."""
+    monkeypatch.setenv(name, value)
+    before = snapshot(workdir)
+    r = cli("run", *FAST)
+    _one_line_error(r, f"{name} must be one of", f"got {value!r}")
+    assert snapshot(workdir) == before
+
+
+def test_switch_values_are_read_case_blind(monkeypatch):
+    from rnnsweep.switches import switch
+
+    monkeypatch.setenv("RNNSWEEP_NATIVE", " BLAS ")
+    assert switch("RNNSWEEP_NATIVE") == "blas"
+    monkeypatch.setenv("RNNSWEEP_GRAPHS", "")
+    assert switch("RNNSWEEP_GRAPHS") == "0"  # empty: the default

@@ -34,12 +34,13 @@ which is how the tests exercise it).
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+from rnnsweep.switches import switch
 
 if TYPE_CHECKING:
     from rnnsweep.kernels._base import Run, SequenceKernel
@@ -51,7 +52,7 @@ ENV_SWITCH = "RNNSWEEP_COMPILE"
 
 def enabled() -> bool:
     """Whether the torch-op time loop runs each step as a compiled graph."""
-    return os.environ.get(ENV_SWITCH, "0") == "1"
+    return switch(ENV_SWITCH) == "1"
 
 
 def at(X: Tensor, t: Tensor, axis: int = 1) -> Tensor:

@@ -54,6 +54,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from rnnsweep.switches import switch
+
 __all__ = ["available", "bmm", "enabled", "own_gemm", "run", "status"]
 
 ENV_SWITCH = "RNNSWEEP_NATIVE"
@@ -301,7 +303,7 @@ def own_gemm() -> bool:
     True where the library was built with AVX-512 and ``RNNSWEEP_NATIVE`` is not
     ``blas`` (which keeps the native loops but sends every product to torch's BLAS).
     """
-    return os.environ.get(ENV_SWITCH, "1") not in ("0", "blas") and _built_with_own_gemm()
+    return switch(ENV_SWITCH) == "1" and _built_with_own_gemm()
 
 
 @functools.cache
@@ -312,14 +314,14 @@ def _built_with_own_gemm() -> bool:
 
 def status() -> str:
     """One line: which CPU time loop the fused kernels use, their products, and why."""
-    if os.environ.get(ENV_SWITCH, "1") == "0":
+    if switch(ENV_SWITCH) == "0":
         return f"torch ops ({ENV_SWITCH}=0)"
     lib = _library()
     if isinstance(lib, str):
         return f"torch ops (native loops unavailable: {lib})"
     if own_gemm():
         products = "float32 products: AVX-512 kernel; float64: BLAS"
-    elif os.environ.get(ENV_SWITCH) == "blas":
+    elif switch(ENV_SWITCH) == "blas":
         products = f"products: BLAS ({ENV_SWITCH}=blas)"
     else:
         products = "products: BLAS (no AVX-512 on this CPU)"
@@ -331,7 +333,7 @@ def enabled(x: Tensor) -> bool:
     return (
         x.device.type == "cpu"
         and x.dtype in (torch.float32, torch.float64)
-        and os.environ.get(ENV_SWITCH, "1") != "0"
+        and switch(ENV_SWITCH) != "0"
         and available()
     )
 

@@ -26,12 +26,12 @@ Not measured on a GPU (none was available; docs/PERFORMANCE.md), hence off by de
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
+from rnnsweep.switches import switch
 from rnnsweep.tasks.base import Batch
 
 __all__ = ["ENV_SWITCH", "GraphedStep", "enabled"]
@@ -42,7 +42,7 @@ WARMUP_STEPS = 3  # eager steps on a side stream before the capture (PyTorch's r
 
 def enabled() -> bool:
     """Whether training steps run on fixed buffers (and, on CUDA, as a replayed graph)."""
-    return os.environ.get(ENV_SWITCH, "0") == "1"
+    return switch(ENV_SWITCH) == "1"
 
 
 class GraphedStep:
