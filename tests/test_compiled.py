@@ -14,6 +14,7 @@ import pytest
 import torch
 from cellcases import ALL_VARIANTS
 from test_kernels import TOLERANCES, _inputs, _model, _rel_err, _run, _variant_id
+from torch._dynamo.utils import counters
 
 from rnnsweep.kernels import _compiled, _native, fused_forward, kernel_for
 from rnnsweep.kernels._base import SequenceKernel
@@ -46,6 +47,9 @@ def test_compiled_steps_match_reference(variant, dtype, compiled):
     out, grads = _run(model, lambda x: fused_forward(model, x), x, w)
     T, depth = x.shape[1], 2
     assert compiled.count("fwd") == compiled.count("bwd") == T * depth, "compiled steps not run"
+    assert not counters["graph_break"], (
+        f"a compiled step broke its graph: {counters['graph_break']}"
+    )
     tol = TOLERANCES[dtype]
     assert _rel_err(out, ref_out) < tol
     errors = {name: _rel_err(grads[name], ref_grads[name]) for name in ref_grads}

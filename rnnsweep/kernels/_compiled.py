@@ -91,6 +91,11 @@ def step_indices(n: int, device: torch.device) -> tuple[Tensor, ...]:
 def step_fn(kernel: SequenceKernel, direction: str) -> Callable[[Run, Tensor], None]:
     """The compiled ``step_t`` ("fwd") or ``back_step_t`` ("bwd") of ``kernel``, one per
     kernel and direction (each has its own compilation cache; shapes that change, such
-    as the batch of an evaluation, are recompiled once and then treated as dynamic)."""
+    as the batch of an evaluation, are recompiled once and then treated as dynamic).
+
+    Not ``fullgraph=True``: a long-lived worker that meets many shapes could reach
+    dynamo's recompilation limit, and there fullgraph turns the fallback to eager
+    (same numbers, slower) into an error. The tests check that no step breaks its graph.
+    """
     method = kernel.step_t if direction == "fwd" else kernel.back_step_t
-    return torch.compile(method, fullgraph=True)
+    return torch.compile(method)
