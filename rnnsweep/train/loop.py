@@ -219,7 +219,7 @@ def train_pack(
     # Members of one optimizer side by side, so that each optimizer updates its slice of
     # the pack in place (PackedOptimizer); the results go back in the callers' order.
     order = sorted(range(len(members)), key=lambda k: OPTIMIZERS.index(kinds[k]))
-    if order != sorted(order):
+    if order != list(range(len(members))):
         results = train_pack(
             task,
             model_cfg,
@@ -230,10 +230,8 @@ def train_pack(
             impl=impl,
             on_step=on_step,
         )
-        back = [0] * len(order)
-        for pos, k in enumerate(order):
-            back[k] = pos
-        return [results[back[k]] for k in range(len(order))]
+        by_member = dict(zip(order, results, strict=True))
+        return [by_member[k] for k in range(len(members))]
     t_start = time.perf_counter()
     dtype = _DTYPES[cfg.dtype]
     K = len(members)
