@@ -169,6 +169,24 @@ class _GRUBase(SequenceKernel):
         torch.mul(_one_minus(U), dact(C, r.s), out=Fc)  # (1 - u) s'(c)
         return Fr, _slope(R)
 
+    def gates_t(self, r: Run, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """For ``step_t``: ``h_{t-1}``, the step's input pre-activations and ``[r, u]``."""
+        H, hp, a = r.H, at(r.Hs, t), at(r.A, t)  # (K, B, H), (K, B, 3H)
+        ru = torch.sigmoid(torch.baddbmm(a[..., : 2 * H], hp, r.Wh[..., : 2 * H]))  # r, u
+        return hp, a, ru
+
+    def update_t(self, r: Run, t: Tensor, hp: Tensor, ru: Tensor, c: Tensor) -> None:
+        """For ``step_t``: save ``[r, u, c]`` and ``h_t = c + u (h_{t-1} - c)``."""
+        put(r.A, t, torch.cat([ru, c], dim=-1))
+        put(r.Hs, t + 1, c + ru[..., r.H :] * (hp - c))
+
+    def scaled_t(self, r: Run, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """For ``back_step_t``: ``dh``, ``F``'s r block, ``[dp_u, dp_c]`` and the gates r, u."""
+        H, dh = r.H, at(r.dH, t + 1, 0)  # (K, B, H)
+        Fr, Fuc = at(r.F, t).split([H, 2 * H], dim=-1)
+        gr, gu = at(r.A, t)[..., : 2 * H].split(H, dim=-1)
+        return dh, Fr, Fuc * dh.repeat(1, 1, 2), gr, gu
+
 
 class GRUPreKernel(_GRUBase):
     """GRU, Collins eqs. (5)-(8), reset before ``W^{ch}``: ``c = s(a_c + (r h_{t-1}) W^{ch})``.
@@ -213,20 +231,17 @@ class GRUPreKernel(_GRUBase):
         dhp.addcmul_(dh, r.u[t]).addcmul_(drh, r.r[t]).baddbmm_(r.dp_ru[t], r.WruT)
 
     def step_t(self, r: Run, t: Tensor) -> None:
-        H, hp, a = r.H, at(r.Hs, t), at(r.A, t)  # (K, B, H), (K, B, 3H)
-        ru = torch.sigmoid(torch.baddbmm(a[..., : 2 * H], hp, r.Wh[..., : 2 * H]))  # r, u
+        H = r.H
+        hp, a, ru = self.gates_t(r, t)
         c = act_t(torch.baddbmm(a[..., 2 * H :], ru[..., :H] * hp, r.Wh[..., 2 * H :]), r.s)
-        put(r.A, t, torch.cat([ru, c], dim=-1))
-        put(r.Hs, t + 1, c + ru[..., H:] * (hp - c))
+        self.update_t(r, t, hp, ru, c)
 
     def back_step_t(self, r: Run, t: Tensor) -> None:
-        H, dh = r.H, at(r.dH, t + 1, 0)  # (K, B, H)
-        Fr, Fuc = at(r.F, t).split([H, 2 * H], dim=-1)
-        dp_uc = Fuc * dh.repeat(1, 1, 2)  # dp_u, dp_c
+        H = r.H
+        dh, Fr, dp_uc, gr, gu = self.scaled_t(r, t)
         drh = torch.bmm(dp_uc[..., H:], r.Wh[..., 2 * H :].transpose(1, 2))  # d(r h)
         dp_ru = torch.cat([Fr * drh, dp_uc[..., :H]], dim=-1)  # dp_r, dp_u
         put(r.F, t, torch.cat([dp_ru, dp_uc[..., H:]], dim=-1))
-        gr, gu = at(r.A, t)[..., : 2 * H].split(H, dim=-1)
         dhp = at(r.dH, t, 0) + dh * gu + drh * gr
         put(r.dH, t, torch.baddbmm(dhp, dp_ru, r.Wh[..., : 2 * H].transpose(1, 2)), 0)
 
@@ -303,20 +318,17 @@ class GRUPostKernel(_GRUBase):
         dhp.addcmul_(dh, r.u[t]).baddbmm_(r.dp_ru[t], r.WruT).baddbmm_(dn, r.WcT)
 
     def step_t(self, r: Run, t: Tensor) -> None:
-        H, hp, a = r.H, at(r.Hs, t), at(r.A, t)  # (K, B, H), (K, B, 3H)
-        ru = torch.sigmoid(torch.baddbmm(a[..., : 2 * H], hp, r.Wh[..., : 2 * H]))  # r, u
+        H = r.H
+        hp, a, ru = self.gates_t(r, t)
         n = torch.baddbmm(r.p["b_hn"], hp, r.Wh[..., 2 * H :])  # n = h W^{ch} + b^{hn}
         c = act_t(a[..., 2 * H :] + ru[..., :H] * n, r.s)
         put(r.N, t, n, 0)
-        put(r.A, t, torch.cat([ru, c], dim=-1))
-        put(r.Hs, t + 1, c + ru[..., H:] * (hp - c))
+        self.update_t(r, t, hp, ru, c)
 
     def back_step_t(self, r: Run, t: Tensor) -> None:
-        H, dh = r.H, at(r.dH, t + 1, 0)  # (K, B, H)
-        Fr, Fuc = at(r.F, t).split([H, 2 * H], dim=-1)
-        dp_uc = Fuc * dh.repeat(1, 1, 2)  # dp_u, dp_c
+        H = r.H
+        dh, Fr, dp_uc, gr, gu = self.scaled_t(r, t)
         dpc = dp_uc[..., H:]
-        gr, gu = at(r.A, t)[..., : 2 * H].split(H, dim=-1)
         dp_ru = torch.cat([Fr * dpc, dp_uc[..., :H]], dim=-1)  # dp_r, dp_u
         dn = dpc * gr
         put(r.F, t, torch.cat([dp_ru, dpc], dim=-1))
