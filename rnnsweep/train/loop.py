@@ -305,8 +305,9 @@ def train_pack(
             )
 
     # 1c. Step 0's batch and the initial training losses the divergence rule compares
-    #     with (the step below computes them again, the same numbers, with the graph),
-    #     then the held-out set at initialisation.
+    #     with (step 0 computes the same numbers again, with autograd on: the step is
+    #     device work only, so it cannot stop halfway to set them), then the held-out
+    #     set at initialisation.
     batch = task.sample_pack(pack.gens, cfg.batch_size).to(device, dtype)
     with torch.no_grad():
         initial = task.loss(pack.forward(batch.x), batch)  # (K,)
