@@ -468,9 +468,10 @@ def run_study(
     """Create (or resume) a study and train it in this process until complete.
 
     ``threads`` sets torch's CPU threads (None leaves torch's default). One thread
-    is the default: these matrices are small, and with two threads on a 2-core
-    machine shared with any other process, OpenMP's spinning made a 50-step
-    ugrnn run 40x slower (1.3 s vs 51 s, measured); see docs/PERFORMANCE.md.
+    is the default: beside another busy process, two threads on a 2-core machine are
+    slower (OpenMP threads spin for a core that is taken: 10.8 s against 8.6 s for a
+    small study, and once 40x), while a machine of one's own gains from them for
+    packs; see docs/PERFORMANCE.md.
     """
     if pack_size < 1:
         raise SpecError(f"pack size must be >= 1, got {pack_size}")
