@@ -96,3 +96,32 @@ def test_compiled_steps_on_cuda_match_cpu_reference(variant, compiled):
     assert _rel_err(out.cpu(), ref_out) < 1e-8
     for name, g in grads.items():
         assert _rel_err(g.cpu(), ref_grads[name]) < 1e-8, name
+
+
+@pytest.mark.slow
+def test_graphed_training_with_compiled_steps_equals_the_eager_loop(compiled, monkeypatch):
+    """The configuration meant for CUDA (RNNSWEEP_GRAPHS=1 RNNSWEEP_COMPILE=1), as far as
+    the CPU runs it: fixed-buffer steps whose time loops are compiled graphs, a diverging
+    member included, against the eager torch-op loop that drops frozen members."""
+    import math
+
+    from test_packing import TASK, _close, _losses, _member
+
+    from rnnsweep.cells import InitConfig, ModelConfig
+    from rnnsweep.train import MemberSpec, TrainConfig, _graphs, train_pack
+
+    cfg = ModelConfig("gru", TASK.n_in, TASK.n_out, 12, 2)
+    bomb = MemberSpec(lr=1e3, clip=math.inf, init=InitConfig(seed=99))
+    members = [_member(0), bomb, _member(1), _member(2)]
+    f64 = TrainConfig(steps=12, batch_size=8, eval_every=4, eval_size=16, dtype="float64")
+    monkeypatch.setenv(_compiled.ENV_SWITCH, "0")
+    eager = train_pack(TASK, cfg, "adam", members, f64, impl="fused")
+    assert not compiled
+    monkeypatch.setenv(_graphs.ENV_SWITCH, "1")
+    monkeypatch.setenv(_compiled.ENV_SWITCH, "1")
+    fused = train_pack(TASK, cfg, "adam", members, f64, impl="fused")
+    assert "fwd" in compiled and "bwd" in compiled, "compiled steps not run"
+    assert eager[1].diverged
+    for a, b in zip(eager, fused, strict=True):
+        assert (a.diverged, a.diverged_at) == (b.diverged, b.diverged_at)
+        _close(_losses(a), _losses(b), rel=1e-9)
