@@ -151,19 +151,6 @@ def measure_native_gemm_gflops(n: int = 512, seconds: float = 1.0) -> float | No
     return _gflops(lambda: _native.bmm(a, b), 2.0 * n**3, seconds)
 
 
-def _time(step: Callable[[], None], n: int, warmup: int = 2) -> float:
-    """Seconds per call of ``step``, median of ``n`` timed calls after a warm-up."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
-
-
 def _time_rounds(steps: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
     """Seconds per call of each step, median of ``rounds`` rounds after one warm-up call.
 
@@ -327,7 +314,7 @@ def packed_step_seconds(
 ) -> float:
     """Seconds per training step of a K-member fused pack (median after a warm-up)."""
     step, _ = _packed_step_fn(case, K, "fused", device)
-    return _time(step, timed_steps, warmup=1)
+    return _time_rounds({"packed": step}, timed_steps)["packed"]
 
 
 def scaling(base: BenchCase, *, timed_steps: int = 3, device: str = "cpu") -> list[dict]:

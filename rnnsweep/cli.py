@@ -88,6 +88,19 @@ def _root(
     check_switches()  # a bad RNNSWEEP_* value: one line, exit 2, before any work
 
 
+def _check_device(device: str, *, auto: bool) -> None:
+    """A ``--device`` value: cpu, cuda, cuda:N (and auto where ``auto``); a CUDA device
+    that is not there is an error too (one line, exit 2)."""
+    from rnnsweep.study import resolve_device
+
+    names = ("auto", "cpu", "cuda") if auto else ("cpu", "cuda")
+    if device not in names and not re.fullmatch(r"cuda:\d+", device):
+        raise typer.BadParameter(
+            f"{', '.join(names)} or cuda:N, got {device!r}", param_hint="--device"
+        )
+    resolve_device(device)
+
+
 # ---- run -------------------------------------------------------------------------
 
 
@@ -549,13 +562,9 @@ def worker(
 ) -> None:
     """Join an existing study and train until its totals are reached (then exit 0)."""
     from rnnsweep.store import Store, resolve_url
-    from rnnsweep.study import WorkerOptions, resolve_device, run_worker
+    from rnnsweep.study import WorkerOptions, run_worker
 
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise typer.BadParameter(
-            f"auto, cpu, cuda or cuda:N, got {device!r}", param_hint="--device"
-        )
-    resolve_device(device)
+    _check_device(device, auto=True)
     for name, value in (("--pack-size", pack_size), ("--threads", threads)):
         if value < 1:
             raise typer.BadParameter(f"must be >= 1, got {value}", param_hint=name)
@@ -973,15 +982,11 @@ def bench(
         )
     if pack_size < 1 or threads < 1:
         raise typer.BadParameter("must be >= 1", param_hint="--pack-size/--threads")
-    if device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", device):
-        raise typer.BadParameter(f"cpu, cuda or cuda:N, got {device!r}", param_hint="--device")
     if device != "cpu" and (memory or e2e):
         raise typer.BadParameter(
             "--memory and --e2e measure the CPU; run them without --device", param_hint="--device"
         )
-    from rnnsweep.study import resolve_device
-
-    resolve_device(device)  # a CUDA device that is not there: one line, exit 2
+    _check_device(device, auto=False)
     torch.set_num_threads(threads)
     cases = [BenchCase("ugrnn", 2, 64)]
     if not quick:

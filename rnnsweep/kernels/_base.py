@@ -213,10 +213,7 @@ class SequenceKernel:
         r.S = x.new_empty(r.K, r.B, r.A.shape[-1])  # (K, B, G*H)
         r.tmp = x.new_empty(r.K, r.B, r.H)
         self.prepare_forward(r)
-        step = self.step
-        if _compiled.enabled():  # each step one compiled graph (see _compiled)
-            fn, ts = _compiled.step_fn(self, "fwd"), _compiled.step_indices(r.T, x.device)
-            step = lambda r, t: fn(r, ts[t])  # noqa: E731
+        step = _compiled.stepper(self, "fwd", self.step, r.T, x.device)
         for t in range(r.T):
             step(r, t)
         return self.output(r), self.saved(r)
@@ -350,10 +347,7 @@ class SequenceKernel:
         r.h, r.dp = r.Hs.unbind(1), r.F.unbind(1)
         r.WhT = r.Wh.transpose(1, 2)  # (K, G*H, H)
         self.prepare_backward(r)
-        back_step = self.back_step
-        if _compiled.enabled():  # each step one compiled graph (see _compiled)
-            fn, ts = _compiled.step_fn(self, "bwd"), _compiled.step_indices(r.T, x.device)
-            back_step = lambda r, t: fn(r, ts[t])  # noqa: E731
+        back_step = _compiled.stepper(self, "bwd", self.back_step, r.T, x.device)
         # backwards in chunks of steps: the chunk's local derivatives in bulk, then
         # per step pointwise math and dh_{t-1} += dpre_t W^h^T (one batched product)
         chunk = self.chunk_steps(r)

@@ -45,7 +45,7 @@ from rnnsweep.switches import switch
 if TYPE_CHECKING:
     from rnnsweep.kernels._base import Run, SequenceKernel
 
-__all__ = ["ENV_SWITCH", "act_t", "at", "enabled", "put", "step_fn", "step_indices"]
+__all__ = ["ENV_SWITCH", "act_t", "at", "enabled", "put", "step_fn", "step_indices", "stepper"]
 
 ENV_SWITCH = "RNNSWEEP_COMPILE"
 
@@ -99,3 +99,18 @@ def step_fn(kernel: SequenceKernel, direction: str) -> Callable[[Run, Tensor], N
     """
     method = kernel.step_t if direction == "fwd" else kernel.back_step_t
     return torch.compile(method)
+
+
+def stepper(
+    kernel: SequenceKernel,
+    direction: str,
+    eager: Callable[[Run, int], None],
+    T: int,
+    device: torch.device,
+) -> Callable[[Run, int], None]:
+    """What the torch-op loop calls per step ``t``: ``eager`` (the kernel's ``step`` or
+    ``back_step``), or under the switch its compiled form at the tensor index of ``t``."""
+    if not enabled():
+        return eager
+    fn, ts = step_fn(kernel, direction), step_indices(T, device)
+    return lambda r, t: fn(r, ts[t])

@@ -85,7 +85,6 @@ class PackedOptimizer:
                 raise ValueError(f"unknown optimizer {k!r}; choose one of {', '.join(OPTIMIZERS)}")
         self.params = list(params)
         self.kinds = kinds
-        self.kind = kinds[0] if len(set(kinds)) == 1 else "mixed"
         # (K,) bool per kind present: which members follow which rule.
         self.masks = {
             k: torch.tensor([x == k for x in kinds], device=lr.device)
@@ -166,7 +165,6 @@ class PackedOptimizer:
         sel = idx.tolist()
         self.params = list(params)
         self.kinds = [self.kinds[i] for i in sel]
-        self.kind = self.kinds[0] if len(set(self.kinds)) == 1 else "mixed"
         self.runs = _runs(self.kinds)
         self.masks = {k: m[idx] for k, m in self.masks.items() if k in self.kinds}
         self.lr, self.t = self.lr[idx], self.t[idx]
