@@ -173,3 +173,17 @@ def test_cuda_graph_training_equals_the_cpu(fusion, monkeypatch):
     for a, b in zip(cpu, gpu, strict=True):
         assert (a.diverged, a.diverged_at) == (b.diverged, b.diverged_at)
         _close(_losses(a), _losses(b), rel=1e-6)
+
+
+def test_a_member_that_diverges_at_initialisation_leaves_the_pack_at_step_0():
+    """A member whose held-out loss is already non-finite at step 0 is frozen by the first
+    evaluation, before any training step: the pack shrinks before step 0's batch is used,
+    and the others still train exactly as alone (this crashed with a batch of the old K)."""
+    cfg = ModelConfig("rnn", TASK.n_in, TASK.n_out, 12, 1)
+    others = [_member(k) for k in range(3)]
+    bomb = MemberSpec(lr=1e-3, clip=1.0, init=InitConfig(init_scale=math.nan, seed=77))
+    with_bomb = train_pack(TASK, cfg, "adam", [others[0], bomb, *others[1:]], CFG, impl="fused")
+    without = train_pack(TASK, cfg, "adam", others, CFG, impl="fused")
+    assert with_bomb[1].diverged and with_bomb[1].diverged_at == 0
+    for a, b in zip([with_bomb[0], *with_bomb[2:]], without, strict=True):
+        assert _losses(a) == _losses(b)

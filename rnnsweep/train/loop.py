@@ -327,7 +327,10 @@ def train_pack(
         if not bool(active.any()):  # the last ones diverged at an evaluation
             break
         if graphed is None and not bool(active.all()):
+            keep = torch.nonzero(active).flatten()  # live positions before compaction
             active = pack.compact(active)
+            if step == 0:  # step 0's batch was drawn for the whole pack: keep the live rows
+                batch = Batch(batch.x[keep], batch.y[keep], batch.mask[keep])
         if step > 0:
             batch = task.sample_pack(pack.gens, cfg.batch_size).to(device, dtype)
         losses, bad_loss, bad_grad = (graphed or run_step)(batch)
