@@ -14,11 +14,9 @@ three alike). Achieved GFLOP/s counts matrix-product flops only (forward and
 backward: 3x the forward products), and the sgemm peak is measured in the same
 run with the same thread count, so the ratio compares like with like.
 
-``device="cuda"`` runs all three on a GPU (each timed step ends in a synchronisation,
-the peak is a 4096^3 float32 product there), with the switches of
-:mod:`rnnsweep.kernels._compiled` (``RNNSWEEP_COMPILE``) and
-:mod:`rnnsweep.train._graphs` (``RNNSWEEP_GRAPHS``) as the environment sets them; the
-row's ``cpu_loop`` then says which were on.
+A backend on CUDA runs all three on a GPU (each timed step ends in a synchronisation,
+the peak is a 4096^3 float32 product there). The packed figures are of the backend's
+time loop (``--loop``) and graphs setting; the row's ``cpu_loop`` names the backend.
 """
 
 from __future__ import annotations
@@ -31,16 +29,18 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from rnnsweep.backend import Backend, resolve_backend
 from rnnsweep.cells import InitConfig, ModelConfig, PackedRNN, get_cell
-from rnnsweep.kernels import _compiled, _native
+from rnnsweep.kernels import _native
 from rnnsweep.kernels.heap import keep_freed_buffers
+from rnnsweep.kernels.loops import get_loop
 from rnnsweep.tasks import make_task
 from rnnsweep.tasks.base import Batch
 from rnnsweep.train import _graphs
 from rnnsweep.train.optim import PackedOptimizer, clip_grad_norm_packed
 
 if TYPE_CHECKING:
-    from rnnsweep.study.runner import RunSummary
+    from rnnsweep.study.worker import RunSummary
 
 __all__ = ["BenchCase", "BenchRow", "forward_flops", "measure_sgemm_gflops", "run_bench"]
 
@@ -89,17 +89,18 @@ class BenchRow:
     device: str = "cpu"
 
 
-def loop_status(device: str) -> str:
-    """Which time loop a packed step runs on ``device``, and which switches are on, in words."""
-    cpu = torch.device(device).type == "cpu"
-    parts = [_native.status() if cpu else f"torch ops on {device}"]
-    if _compiled.enabled():
-        where = " where the native loops do not run" if cpu else ""
-        parts.append(f"compiled steps{where} ({_compiled.ENV_SWITCH}=1)")
-    if _graphs.enabled():
-        what = "fixed-buffer steps" if cpu else "CUDA graphs"
-        parts.append(f"{what} ({_graphs.ENV_SWITCH}=1)")
-    return "; ".join(parts)
+def bench_suite(quick: bool) -> list[BenchCase]:
+    """The benchmark's cases: the reference workload (ugrnn, depth 2, width 64), and unless
+    ``quick`` the GRU and LSTM beside it and two deep, wide stacks."""
+    cases = [BenchCase("ugrnn", 2, 64)]
+    if not quick:
+        cases += [
+            BenchCase("gru", 2, 64),
+            BenchCase("lstm", 2, 64),
+            BenchCase("ugrnn", 8, 128),
+            BenchCase("gru", 8, 128),
+        ]
+    return cases
 
 
 def _synced(step: Callable[[], object], device: str) -> Callable[[], None]:
@@ -145,10 +146,10 @@ def measure_sgemm_gflops(n: int = 1024, seconds: float = 1.0, device: str = "cpu
 def measure_native_gemm_gflops(n: int = 512, seconds: float = 1.0) -> float | None:
     """The native loops' own float32 GEMM (native/gemm.h) on an n^3 product, at torch's
     thread count; None where it is not built (no AVX-512, or the switch says otherwise)."""
-    if not _native.own_gemm():
+    if not _native.built_with_own_gemm():
         return None
     a, b = torch.randn(1, n, n), torch.randn(1, n, n)
-    return _gflops(lambda: _native.bmm(a, b), 2.0 * n**3, seconds)
+    return _gflops(lambda: _native.bmm(a, b, own=True), 2.0 * n**3, seconds)
 
 
 def _time_rounds(steps: dict[str, Callable[[], None]], rounds: int) -> dict[str, float]:
@@ -170,10 +171,10 @@ def _time_rounds(steps: dict[str, Callable[[], None]], rounds: int) -> dict[str,
 
 
 def _packed_step_fn(
-    case: BenchCase, K: int, impl: str, device: str = "cpu"
+    case: BenchCase, K: int, loop: str, device: str = "cpu", graphs: bool = False
 ) -> tuple[Callable[[], None], ModelConfig]:
-    """One training step (forward, backward, clip, Adam) of a K-member pack; the fused one
-    under ``RNNSWEEP_GRAPHS=1`` on fixed buffers (on CUDA a replayed graph), as in training."""
+    """One training step (forward, backward, clip, Adam) of a K-member pack with time loop
+    ``loop``; with ``graphs``, on fixed buffers (on CUDA a replayed graph), as in training."""
     keep_freed_buffers()  # as train_pack does
     task = make_task("parens", {"seq_len": case.seq_len})
     cfg = ModelConfig(case.arch, task.n_in, task.n_out, case.hidden, case.depth)
@@ -184,13 +185,10 @@ def _packed_step_fn(
     clip = torch.full((K,), 1.0, device=device)
     active = torch.ones(K, dtype=torch.bool, device=device)
     gens = [torch.Generator().manual_seed(k) for k in range(K)]
-    if impl == "fused":
-        from rnnsweep.kernels import fused_forward
+    time_loop = get_loop(loop)
 
-        def fwd(x):
-            return fused_forward(model, x)
-    else:
-        fwd = model.forward
+    def fwd(x: torch.Tensor) -> torch.Tensor:
+        return time_loop.model_forward(model, x)
 
     def train(batch: Batch) -> tuple[torch.Tensor]:
         loss = task.loss(fwd(batch.x), batch)
@@ -202,7 +200,7 @@ def _packed_step_fn(
 
     sample = lambda: task.sample_pack(gens, case.batch_size).to(device)  # noqa: E731
     run: Callable[[Batch], tuple[torch.Tensor]] = train
-    if impl == "fused" and _graphs.enabled():  # the naive baseline stays plain
+    if graphs:  # the naive baseline stays plain
         run = _graphs.GraphedStep(train, sample())
         for _ in range(_graphs.WARMUP_STEPS + 1):  # warm-up and capture stay out of the timing
             run(sample())
@@ -242,9 +240,12 @@ def run_bench(
     timed_steps: int = 5,
     peak_seconds: float = 1.0,
     on_case: Callable[[BenchRow], None] | None = None,
-    device: str = "cpu",
+    backend: Backend | None = None,
 ) -> list[BenchRow]:
-    """Time every case three ways on ``device``; returns one row per case."""
+    """Time every case three ways on the backend's device (default: ``auto`` on the CPU):
+    one row per case; the packed figures are of the backend's time loop."""
+    backend = backend or resolve_backend("cpu")
+    device = backend.device
     threads = torch.get_num_threads()
     peak = measure_sgemm_gflops(seconds=peak_seconds, device=device)
     on_cpu = torch.device(device).type == "cpu"
@@ -252,7 +253,7 @@ def run_bench(
     rows = []
     for case in cases:
         naive_step, cfg = _packed_step_fn(case, 1, "reference", device)
-        packed_step, _ = _packed_step_fn(case, pack_size, "fused", device)
+        packed_step, _ = _packed_step_fn(case, pack_size, backend.loop, device, backend.graphs)
         steps = {"naive": naive_step, "packed": packed_step}
         torch_step = _torch_step_fn(case, device)
         if torch_step is not None:
@@ -289,7 +290,7 @@ def run_bench(
             native_gemm_gflops=native_peak,
             fraction_of_native_gemm=gflops / native_peak if native_peak else None,
             threads=threads,
-            cpu_loop=loop_status(device),
+            cpu_loop=backend.describe(),
             device=device,
         )
         rows.append(row)
@@ -312,8 +313,10 @@ def rows_as_dicts(rows: Sequence[BenchRow]) -> list[dict]:
 def packed_step_seconds(
     case: BenchCase, K: int, timed_steps: int = 3, device: str = "cpu"
 ) -> float:
-    """Seconds per training step of a K-member fused pack (median after a warm-up)."""
-    step, _ = _packed_step_fn(case, K, "fused", device)
+    """Seconds per training step of a K-member fused pack (``auto``'s loop; median after a
+    warm-up)."""
+    backend = resolve_backend(device)
+    step, _ = _packed_step_fn(case, K, backend.loop, device, backend.graphs)
     return _time_rounds({"packed": step}, timed_steps)["packed"]
 
 
@@ -371,6 +374,7 @@ def peak_memory(case: BenchCase, K: int) -> dict:
     import subprocess
     import sys
 
+    loop = resolve_backend("cpu").loop
     code = f"""
 import json, torch
 from rnnsweep.bench import BenchCase, _packed_step_fn
@@ -381,7 +385,7 @@ def hwm():
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
 before = hwm()
-step, cfg = _packed_step_fn(BenchCase(*{list(asdict(case).values())!r}), {K}, "fused")
+step, cfg = _packed_step_fn(BenchCase(*{list(asdict(case).values())!r}), {K}, {loop!r})
 step(); step()
 after = hwm()
 print(json.dumps({{"baseline_mb": before / 1024, "peak_mb": after / 1024}}))
@@ -437,7 +441,7 @@ def _e2e_run(k: int, *, trials: int, steps: int, threads: int) -> tuple[float, R
     from pathlib import Path
 
     from rnnsweep.store import Store
-    from rnnsweep.study import run_study, spec_from_dict
+    from rnnsweep.study import resolve, run_study, spec_from_dict
 
     with tempfile.TemporaryDirectory() as d:
         spec = spec_from_dict(
@@ -454,7 +458,7 @@ def _e2e_run(k: int, *, trials: int, steps: int, threads: int) -> tuple[float, R
         )
         store = Store(f"sqlite:///{Path(d) / 'e2e.db'}", create=True)
         t0 = time.perf_counter()
-        summary = run_study(spec, store, pack_size=k, threads=threads)
+        summary = run_study(resolve(spec), store, pack_size=k, threads=threads)
         wall = time.perf_counter() - t0
         store.dispose()
     return wall, summary

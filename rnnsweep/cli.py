@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -90,15 +89,23 @@ def _root(
 
 def _check_device(device: str, *, auto: bool) -> None:
     """A ``--device`` value: cpu, cuda, cuda:N (and auto where ``auto``); a CUDA device
-    that is not there is an error too (one line, exit 2)."""
-    from rnnsweep.study import resolve_device
+    that is not there is an error too (one line, exit 2). One validator for every
+    command: :func:`rnnsweep.backend.check_device`."""
+    from rnnsweep.backend import check_device, resolve_device
 
-    names = ("auto", "cpu", "cuda") if auto else ("cpu", "cuda")
-    if device not in names and not re.fullmatch(r"cuda:\d+", device):
-        raise typer.BadParameter(
-            f"{', '.join(names)} or cuda:N, got {device!r}", param_hint="--device"
-        )
-    resolve_device(device)
+    resolve_device(check_device(device, auto=auto))
+
+
+LoopOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--loop",
+        help="Time loop: auto, reference, torch, compiled, native, blas (triton where "
+        "installed). How, not what: not part of the study's identity. "
+        "[env RNNSWEEP_LOOP; default: auto]",
+        show_default=False,
+    ),
+]
 
 
 # ---- run -------------------------------------------------------------------------
@@ -305,14 +312,18 @@ def run(
     heartbeat: Annotated[
         float, typer.Option(help="Seconds between a worker's heartbeats on its trials.")
     ] = 10.0,
+    loop: LoopOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run (or resume) a study: train trials until every cell has --trials of them."""
+    from rnnsweep.backend import check_loop, resolve_backend
     from rnnsweep.store import Store, resolve_url
-    from rnnsweep.study import resolve_device, run_study
+    from rnnsweep.study import resolve, run_study
 
     spec = _build_spec(**{k: v for k, v in locals().items() if k in _SPEC_ARGS})
-    resolve_device(spec.device)
+    loop = check_loop(loop) if loop is not None else None
+    backend = resolve_backend(spec.device, spec.train.dtype, loop or _file_loop(spec))
+    resolved = resolve(spec)
     for name, value in (("--pack-size", pack_size), ("--threads", threads), ("--workers", workers)):
         if value < 1:
             raise typer.BadParameter(f"must be >= 1, got {value}", param_hint=name)
@@ -324,14 +335,22 @@ def run(
     store = Store(url, create=True)
     if workers > 1:
         try:
-            _run_workers(spec, store, url, workers, pack_size, threads, heartbeat, quiet)
+            _run_workers(
+                resolved, store, url, workers, pack_size, threads, heartbeat, quiet, backend.loop
+            )
         finally:
             store.dispose()
         return
     bar = _Bar(spec.name, enabled=not quiet)
     try:
         summary = run_study(
-            spec, store, pack_size=pack_size, threads=threads, progress=bar, heartbeat=heartbeat
+            resolved,
+            store,
+            pack_size=pack_size,
+            threads=threads,
+            progress=bar,
+            heartbeat=heartbeat,
+            loop=backend.loop,
         )
     except KeyboardInterrupt:
         bar.stop()
@@ -349,6 +368,11 @@ def run(
     err.print(
         f"Next: rnnsweep report --study {spec.name}" + ("" if storage is None else " --storage ...")
     )
+
+
+def _file_loop(spec) -> str | None:
+    """The study file's ``[train] loop`` (None for auto: the environment may name one)."""
+    return spec.loop if spec.loop != "auto" else None
 
 
 def _build_spec(
@@ -431,7 +455,15 @@ _SPEC_ARGS = tuple(inspect.signature(_build_spec).parameters)
 
 
 def _run_workers(
-    spec, store, url: str, n: int, pack_size: int, threads: int, heartbeat: float, quiet: bool
+    study,
+    store,
+    url: str,
+    n: int,
+    pack_size: int,
+    threads: int,
+    heartbeat: float,
+    quiet: bool,
+    loop: str,
 ) -> None:
     """create + n ``rnnsweep worker`` processes, one per visible GPU round-robin, and one
     combined progress bar read from the store."""
@@ -442,7 +474,8 @@ def _run_workers(
 
     from rnnsweep.study import create_study, resolve_device
 
-    resumed, requested, done = create_study(spec, store)
+    spec = study.spec
+    resumed, requested, done = create_study(study, store)
     device = resolve_device(spec.device)
     gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
     # The URL travels in the environment, not argv: a password stays out of `ps`.
@@ -465,6 +498,8 @@ def _run_workers(
             str(threads),
             "--heartbeat",
             str(heartbeat),
+            "--loop",
+            loop,
             "--quiet",
         ]
         procs.append(subprocess.Popen(cmd, env=env))
@@ -509,18 +544,19 @@ def _run_workers(
 def create(**kwargs: Any) -> None:
     """Register a study (spec, cells, trial slots) without training; workers then join it."""
     from rnnsweep.store import Store, resolve_url
-    from rnnsweep.study import create_study, resolve_device
+    from rnnsweep.study import create_study, resolve, resolve_device
 
     spec = _build_spec(**{k: v for k, v in kwargs.items() if k in _SPEC_ARGS})
     resolve_device(spec.device)
+    study = resolve(spec)
     store = Store(resolve_url(kwargs["storage"]), create=True)
     try:
-        resumed, requested, done = create_study(spec, store)
+        resumed, requested, done = create_study(study, store)
     finally:
         store.dispose()
     err.print(
         f"Study {spec.name!r} {'exists' if resumed else 'created'} in {store.masked_url}: "
-        f"{len(spec.cells())} cells, {done}/{requested} trials complete."
+        f"{len(study.plans)} cells, {done}/{requested} trials complete."
     )
     err.print(f"Next: rnnsweep worker --study {spec.name} --storage ...")
 
@@ -558,6 +594,7 @@ def worker(
         ),
     ] = None,
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
+    loop: LoopOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Join an existing study and train until its totals are reached (then exit 0)."""
@@ -572,8 +609,15 @@ def worker(
         raise typer.BadParameter("must be > 0", param_hint="--heartbeat/--grace")
     store = Store(resolve_url(storage), create=False)
     bar = _Bar(study, enabled=not quiet)
+    from rnnsweep.backend import check_loop
+
     opts = WorkerOptions(
-        device=device, pack_size=pack_size, threads=threads, heartbeat=heartbeat, grace=grace
+        device=device,
+        pack_size=pack_size,
+        threads=threads,
+        heartbeat=heartbeat,
+        grace=grace,
+        loop=check_loop(loop) if loop is not None else None,
     )
     try:
         store.study_spec(study)
@@ -649,7 +693,7 @@ def report(
     """Feasible fraction (Wilson 95% CI), solved fraction and losses per arch and depth."""
     from rnnsweep.render import FORMATS, Column, render
     from rnnsweep.report import REPORT_COLUMNS, add_collins, feasibility_rows, parse_by
-    from rnnsweep.report.theory import PLOT_AXES, seq_len_of, xi_contours_for
+    from rnnsweep.report.theory import PLOT_AXES, backend_summary, xi_contours_for
     from rnnsweep.store.export import tidy_trials
 
     if fmt not in FORMATS:
@@ -694,9 +738,18 @@ def report(
         )
     if not rows:
         err.print(f"Study {name!r} has no complete trials yet.")
-    elif plot is not None:
+    else:
+        err.print(backend_summary(frame), markup=False)
+    if rows and plot is not None:
+        from rnnsweep.errors import SpecError
         from rnnsweep.report.plots import plot_study
+        from rnnsweep.study import resolve_stored
 
+        try:  # the task again (T and R); a data file that is gone leaves out the theory
+            resolved = resolve_stored(spec)
+        except SpecError as exc:
+            resolved = None
+            err.print(f"Note: no xi contours ({exc})", markup=False)
         paths = plot_study(
             frame,
             curves,
@@ -705,8 +758,8 @@ def report(
             x=x,
             y=y,
             curves_by=plot_keys,
-            xi_for=xi_contours_for(spec),
-            T=seq_len_of(spec),
+            xi_for=xi_contours_for(resolved) if resolved is not None else None,
+            T=resolved.T if resolved is not None else None,
         )
         for p in paths:
             err.print(f"wrote {p}")
@@ -947,7 +1000,7 @@ def bench(
     device: Annotated[
         str,
         typer.Option(
-            help="cpu | cuda | cuda:N. On CUDA, RNNSWEEP_COMPILE=1 and RNNSWEEP_GRAPHS=1 "
+            help="cpu | cuda | cuda:N. On CUDA, --loop compiled and RNNSWEEP_GRAPHS=1 "
             "switch on the fused steps and the graph replay."
         ),
     ] = "cpu",
@@ -967,12 +1020,21 @@ def bench(
             help="Also time a whole 32-trial `rnnsweep run` with --pack-size 1 and 32 (minutes)."
         ),
     ] = False,
+    loop: LoopOpt = None,
     fmt: FormatOpt = "table",
 ) -> None:
     """Trials per hour: one at a time (reference, torch.nn) versus packed and fused."""
     import torch
 
-    from rnnsweep.bench import BenchCase, end_to_end, peak_memory, rows_as_dicts, run_bench
+    from rnnsweep.backend import check_loop, resolve_backend
+    from rnnsweep.bench import (
+        BenchCase,
+        bench_suite,
+        end_to_end,
+        peak_memory,
+        rows_as_dicts,
+        run_bench,
+    )
     from rnnsweep.bench import scaling as bench_scaling
     from rnnsweep.render import FORMATS, Column, render
 
@@ -987,15 +1049,9 @@ def bench(
             "--memory and --e2e measure the CPU; run them without --device", param_hint="--device"
         )
     _check_device(device, auto=False)
+    backend = resolve_backend(device, "float32", check_loop(loop) if loop is not None else None)
     torch.set_num_threads(threads)
-    cases = [BenchCase("ugrnn", 2, 64)]
-    if not quick:
-        cases += [
-            BenchCase("gru", 2, 64),
-            BenchCase("lstm", 2, 64),
-            BenchCase("ugrnn", 8, 128),
-            BenchCase("gru", 8, 128),
-        ]
+    cases = bench_suite(quick)
     with err.status("benchmarking...") as status:
         rows = run_bench(
             cases,
@@ -1003,7 +1059,7 @@ def bench(
             timed_steps=3 if quick else 7,
             peak_seconds=0.5 if quick else 1.0,
             on_case=lambda r: status.update(f"benchmarked {r.arch} depth {r.depth}"),
-            device=device,
+            backend=backend,
         )
     pct = lambda v: f"{100 * v:.0f}%"  # noqa: E731
     cols = [

@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from rnnsweep.bench import BenchCase, forward_flops, loop_status, rows_as_dicts, run_bench
+from rnnsweep.backend import resolve_backend
+from rnnsweep.bench import BenchCase, forward_flops, rows_as_dicts, run_bench
 from rnnsweep.cells import ModelConfig
 from rnnsweep.kernels import _native
 
@@ -44,8 +45,9 @@ def test_run_bench_rows_have_the_json_contract():
     ):
         assert row[k] > 0, k
     assert row["speedup_vs_naive"] == row["packed_trials_per_hour"] / row["naive_trials_per_hour"]
-    assert row["cpu_loop"] == _native.status()  # which time loop the packed figures are of
-    if _native.own_gemm():  # the stricter peak: the native loops' own GEMM
+    # which time loop the packed figures are of
+    assert row["cpu_loop"] == resolve_backend("cpu").describe()
+    if _native.built_with_own_gemm():  # the stricter peak: the native loops' own GEMM
         assert row["native_gemm_gflops"] > 0
         assert row["fraction_of_native_gemm"] == row["gflops"] / row["native_gemm_gflops"]
     else:
@@ -125,7 +127,7 @@ def test_bench_times_the_fixed_buffer_step(monkeypatch):
     CUDA), warmed up outside the timing, and the row says the loop it timed."""
     from rnnsweep.train import _graphs
 
-    monkeypatch.setenv(_graphs.ENV_SWITCH, "1")
+    monkeypatch.setenv("RNNSWEEP_GRAPHS", "1")
     calls = []
     real_call = _graphs.GraphedStep.__call__
     monkeypatch.setattr(
@@ -140,5 +142,4 @@ def test_bench_times_the_fixed_buffer_step(monkeypatch):
     # warm-up and capture (4), the rounds' warm-up call and one timed round
     assert len(calls) == _graphs.WARMUP_STEPS + 1 + 2
     assert row.packed_trials_per_hour > 0 and row.device == "cpu"
-    assert row.cpu_loop.endswith("fixed-buffer steps (RNNSWEEP_GRAPHS=1)")
-    assert loop_status("cuda") == "torch ops on cuda; CUDA graphs (RNNSWEEP_GRAPHS=1)"
+    assert "graphs" in row.cpu_loop and resolve_backend("cpu").graphs

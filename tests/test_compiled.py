@@ -16,15 +16,15 @@ from cellcases import ALL_VARIANTS
 from test_kernels import TOLERANCES, _inputs, _model, _rel_err, _run, _variant_id
 from torch._dynamo.utils import counters
 
-from rnnsweep.kernels import _compiled, _native, fused_forward, kernel_for
+from rnnsweep.kernels import _compiled, fused_forward, kernel_for
 from rnnsweep.kernels._base import SequenceKernel
 
 
 @pytest.fixture
 def compiled(monkeypatch):
     """The torch-op loop with compiled steps; counts the compiled steps that ran."""
-    monkeypatch.setenv(_native.ENV_SWITCH, "0")
-    monkeypatch.setenv(_compiled.ENV_SWITCH, "1")
+    monkeypatch.setenv("RNNSWEEP_NATIVE", "0")
+    monkeypatch.setenv("RNNSWEEP_COMPILE", "1")
     calls: list[str] = []
     real = _compiled.step_fn
 
@@ -58,10 +58,14 @@ def test_compiled_steps_match_reference(variant, dtype, compiled):
 
 
 def test_switch_is_off_by_default(monkeypatch):
-    monkeypatch.delenv(_compiled.ENV_SWITCH, raising=False)
-    assert not _compiled.enabled()
-    monkeypatch.setenv(_compiled.ENV_SWITCH, "1")
-    assert _compiled.enabled()
+    from rnnsweep.backend import resolve_backend
+
+    for name in ("RNNSWEEP_COMPILE", "RNNSWEEP_LOOP", "RNNSWEEP_NATIVE"):
+        monkeypatch.delenv(name, raising=False)
+    assert not resolve_backend("cpu").compiled
+    monkeypatch.setenv("RNNSWEEP_COMPILE", "1")
+    backend = resolve_backend("cpu")
+    assert backend.compiled and backend.loop == "compiled"
 
 
 def test_every_kernel_has_compiled_steps():
@@ -108,18 +112,18 @@ def test_graphed_training_with_compiled_steps_equals_the_eager_loop(compiled, mo
     from test_packing import TASK, _close, _losses, _member
 
     from rnnsweep.cells import InitConfig, ModelConfig
-    from rnnsweep.train import MemberSpec, TrainConfig, _graphs, train_pack
+    from rnnsweep.train import MemberSpec, TrainConfig, train_pack
 
     cfg = ModelConfig("gru", TASK.n_in, TASK.n_out, 12, 2)
     bomb = MemberSpec(lr=1e3, clip=math.inf, init=InitConfig(seed=99))
     members = [_member(0), bomb, _member(1), _member(2)]
     f64 = TrainConfig(steps=12, batch_size=8, eval_every=4, eval_size=16, dtype="float64")
-    monkeypatch.setenv(_compiled.ENV_SWITCH, "0")
-    eager = train_pack(TASK, cfg, "adam", members, f64, impl="fused")
+    monkeypatch.setenv("RNNSWEEP_COMPILE", "0")
+    eager = train_pack(TASK, cfg, "adam", members, f64)
     assert not compiled
-    monkeypatch.setenv(_graphs.ENV_SWITCH, "1")
-    monkeypatch.setenv(_compiled.ENV_SWITCH, "1")
-    fused = train_pack(TASK, cfg, "adam", members, f64, impl="fused")
+    monkeypatch.setenv("RNNSWEEP_GRAPHS", "1")
+    monkeypatch.setenv("RNNSWEEP_COMPILE", "1")
+    fused = train_pack(TASK, cfg, "adam", members, f64)
     assert "fwd" in compiled and "bwd" in compiled, "compiled steps not run"
     assert eager[1].diverged
     for a, b in zip(eager, fused, strict=True):

@@ -53,7 +53,7 @@ RUN_CASES = {
     "no such option": (["--bogus"], ["No such option: --bogus"]),
     "bad pack size": (["--pack-size", "0"], ["--pack-size"]),
     "bad gru reset": (["--gru-reset", "middle"], ["gru_reset"]),
-    "bad device": (["--device", "tpu"], ["device must be auto, cpu or cuda"]),
+    "bad device": (["--device", "tpu"], ["device must be auto, cpu, cuda or cuda:N"]),
 }
 
 

@@ -21,12 +21,14 @@ names is the one that ran.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable
 
 import pytest
 import torch
 from cellcases import ALL_VARIANTS, randomise
 
+from rnnsweep.backend import default_loop
 from rnnsweep.cells import Cell, InitConfig, ModelConfig, PackedRNN, get_cell
 from rnnsweep.kernels import _native, fused_forward, fused_layer_forward, kernel_for
 from rnnsweep.kernels._base import SequenceKernel
@@ -106,17 +108,20 @@ def loop(request, monkeypatch):
     monkeypatch.setattr(_native, "run", lambda *a, **k: (calls.append(a[0]), real_run(*a, **k)))
     if request.param.startswith("native"):
         if not _native.available():
-            pytest.skip(f"native loops unavailable: {_native.status()}")
+            message = f"native loops unavailable: {_native.build_error()}"
+            if os.environ.get("CI"):  # the default CPU path must be tested in CI
+                pytest.fail(message)
+            pytest.skip(message)
         blas = request.param == "native-blas"
-        monkeypatch.setenv(_native.ENV_SWITCH, "blas" if blas else "1")
-        assert not (blas and _native.own_gemm())
+        monkeypatch.setenv("RNNSWEEP_NATIVE", "blas" if blas else "1")
+        assert default_loop("cpu", torch.float32).name == ("blas" if blas else "native")
     else:
-        monkeypatch.setenv(_native.ENV_SWITCH, "0")
+        monkeypatch.setenv("RNNSWEEP_NATIVE", "0")
     yield request.param
     if request.param.startswith("native"):
         assert calls, "the native loops never ran"
     else:
-        assert not calls, f"the native loops ran with {_native.ENV_SWITCH}=0: {calls}"
+        assert not calls, f"the native loops ran with RNNSWEEP_NATIVE=0: {calls}"
 
 
 # ---- 1. against the per-step reference --------------------------------------------------------
@@ -146,7 +151,7 @@ def test_chunked_backward_matches_reference(variant, chunk, monkeypatch):
     """Local derivatives formed a few steps at a time (as on the CPU at real sizes; the
     tiny sizes above fit one chunk): 1 step, and 4 steps of T = 6 (a ragged last chunk)."""
     monkeypatch.setattr(SequenceKernel, "chunk_steps", lambda self, r: chunk)
-    monkeypatch.setenv(_native.ENV_SWITCH, "0")  # chunks are the torch-op loop's
+    monkeypatch.setenv("RNNSWEEP_NATIVE", "0")  # chunks are the torch-op loop's
     model = _model(variant, 2, 3, torch.float64)
     x, w = _inputs(3, torch.float64)
     _, ref_grads = _run(model, model.forward, x, w)

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from rnnsweep.backend import resolve_backend
 from rnnsweep.cells import InitConfig, ModelConfig, PackedRNN
 from rnnsweep.tasks import make_task
 from rnnsweep.train import MemberSpec, TrainConfig, train_pack
@@ -58,9 +59,9 @@ def test_alone_equals_inside_a_pack_of_32(arch):
     cfg = ModelConfig(arch, TASK.n_in, TASK.n_out, 12, 2)
     members = [_member(k) for k in range(32)]
     kinds = [OPTS[k % 3] for k in range(32)]
-    packed = train_pack(TASK, cfg, kinds, members, CFG, impl="fused")
+    packed = train_pack(TASK, cfg, kinds, members, CFG)
     for k in (0, 7, 31):
-        alone = train_pack(TASK, cfg, kinds[k], [members[k]], CFG, impl="fused")[0]
+        alone = train_pack(TASK, cfg, kinds[k], [members[k]], CFG)[0]
         assert alone.diverged == packed[k].diverged
         _close(_losses(alone), _losses(packed[k]), rel=1e-5)
         _same_diagnostics(alone, packed[k])
@@ -69,8 +70,10 @@ def test_alone_equals_inside_a_pack_of_32(arch):
 def test_fused_training_matches_reference_training():
     cfg = ModelConfig("gru", TASK.n_in, TASK.n_out, 10, 2)
     members = [_member(k) for k in range(3)]
-    fused = train_pack(TASK, cfg, "adam", members, CFG, impl="fused")
-    ref = train_pack(TASK, cfg, "adam", members, CFG, impl="reference")
+    fused = train_pack(TASK, cfg, "adam", members, CFG)
+    ref = train_pack(
+        TASK, cfg, "adam", members, CFG, backend=resolve_backend("cpu", CFG.dtype, "reference")
+    )
     for f, r in zip(fused, ref, strict=True):
         _close(_losses(r), _losses(f), rel=1e-4)
 
@@ -79,8 +82,8 @@ def test_a_diverging_member_does_not_touch_the_others():
     cfg = ModelConfig("ugrnn", TASK.n_in, TASK.n_out, 12, 2)
     others = [_member(k) for k in range(5)]
     bomb = MemberSpec(lr=1e3, clip=math.inf, init=InitConfig(init_scale=1.0, seed=99))
-    with_bomb = train_pack(TASK, cfg, "sgd", [*others[:2], bomb, *others[2:]], CFG, impl="fused")
-    without = train_pack(TASK, cfg, "sgd", others, CFG, impl="fused")
+    with_bomb = train_pack(TASK, cfg, "sgd", [*others[:2], bomb, *others[2:]], CFG)
+    without = train_pack(TASK, cfg, "sgd", others, CFG)
     assert with_bomb[2].diverged and with_bomb[2].diverged_at is not None
     rest = with_bomb[:2] + with_bomb[3:]
     for a, b in zip(rest, without, strict=True):
@@ -102,11 +105,11 @@ def test_frozen_members_leave_the_pack(monkeypatch):
         return real_subset(self, idx)
 
     monkeypatch.setattr(PackedRNN, "subset", spy)
-    packed = train_pack(TASK, cfg, "sgd", members, CFG, impl="fused")
+    packed = train_pack(TASK, cfg, "sgd", members, CFG)
     assert sizes and sizes[-1] == 3, f"the pack never shrank to its 3 survivors: {sizes}"
     assert [r.diverged for r in packed] == [False, True, False, False, True]
     for member, res in zip(members, packed, strict=True):
-        alone = train_pack(TASK, cfg, "sgd", [member], CFG, impl="fused")[0]
+        alone = train_pack(TASK, cfg, "sgd", [member], CFG)[0]
         assert (alone.diverged, alone.diverged_at) == (res.diverged, res.diverged_at)
         _close(_losses(alone), _losses(res), rel=1e-5)
         _same_diagnostics(alone, res)  # the frozen members' final map too
@@ -123,15 +126,15 @@ def test_fixed_buffer_steps_equal_the_eager_loop(arch, monkeypatch):
     bomb = MemberSpec(lr=1e3, clip=math.inf, init=InitConfig(seed=99))
     members = [_member(0), bomb, _member(1), _member(2)]
     kinds = ["sgd", "sgd", "adam", "rmsprop"]
-    eager = train_pack(TASK, cfg, kinds, members, CFG, impl="fused")
-    monkeypatch.setenv(_graphs.ENV_SWITCH, "1")
+    eager = train_pack(TASK, cfg, kinds, members, CFG)
+    monkeypatch.setenv("RNNSWEEP_GRAPHS", "1")
     calls = []
     real_call = _graphs.GraphedStep.__call__
     monkeypatch.setattr(
         _graphs.GraphedStep, "__call__", lambda self, b: (calls.append(1), real_call(self, b))[1]
     )
     monkeypatch.setattr(PackedRNN, "subset", lambda *a: pytest.fail("a fixed-buffer pack shrank"))
-    fixed = train_pack(TASK, cfg, kinds, members, CFG, impl="fused")
+    fixed = train_pack(TASK, cfg, kinds, members, CFG)
     assert calls, "the fixed-buffer step never ran"
     assert eager[1].diverged and not any(r.diverged for r in eager[::2])
     for a, b in zip(eager, fixed, strict=True):
@@ -159,17 +162,15 @@ def test_graphed_step_copies_each_batch_into_its_fixed_buffers():
 def test_cuda_graph_training_equals_the_cpu(fusion, monkeypatch):
     """The replayed CUDA graph (warm-up, capture, replays), with and without the compiled
     steps, against the eager CPU loop, a diverging member included. Not run here: no GPU."""
-    from rnnsweep.kernels import _compiled
-    from rnnsweep.train import _graphs
 
     cfg = ModelConfig("gru", TASK.n_in, TASK.n_out, 12, 2)
     bomb = MemberSpec(lr=1e3, clip=math.inf, init=InitConfig(seed=99))
     members = [_member(0), bomb, _member(1), _member(2)]
     f64 = TrainConfig(steps=12, batch_size=8, eval_every=4, eval_size=16, dtype="float64")
-    cpu = train_pack(TASK, cfg, "adam", members, f64, impl="fused")
-    monkeypatch.setenv(_graphs.ENV_SWITCH, "1")
-    monkeypatch.setenv(_compiled.ENV_SWITCH, fusion)
-    gpu = train_pack(TASK, cfg, "adam", members, f64, impl="fused", device="cuda")
+    cpu = train_pack(TASK, cfg, "adam", members, f64)
+    monkeypatch.setenv("RNNSWEEP_GRAPHS", "1")
+    monkeypatch.setenv("RNNSWEEP_COMPILE", fusion)
+    gpu = train_pack(TASK, cfg, "adam", members, f64, backend=resolve_backend("cuda", f64.dtype))
     for a, b in zip(cpu, gpu, strict=True):
         assert (a.diverged, a.diverged_at) == (b.diverged, b.diverged_at)
         _close(_losses(a), _losses(b), rel=1e-6)
@@ -182,8 +183,8 @@ def test_a_member_that_diverges_at_initialisation_leaves_the_pack_at_step_0():
     cfg = ModelConfig("rnn", TASK.n_in, TASK.n_out, 12, 1)
     others = [_member(k) for k in range(3)]
     bomb = MemberSpec(lr=1e-3, clip=1.0, init=InitConfig(init_scale=math.nan, seed=77))
-    with_bomb = train_pack(TASK, cfg, "adam", [others[0], bomb, *others[1:]], CFG, impl="fused")
-    without = train_pack(TASK, cfg, "adam", others, CFG, impl="fused")
+    with_bomb = train_pack(TASK, cfg, "adam", [others[0], bomb, *others[1:]], CFG)
+    without = train_pack(TASK, cfg, "adam", others, CFG)
     assert with_bomb[1].diverged and with_bomb[1].diverged_at == 0
     for a, b in zip([with_bomb[0], *with_bomb[2:]], without, strict=True):
         assert _losses(a) == _losses(b)

@@ -338,7 +338,7 @@ def test_result_does_not_depend_on_pack_position():
 
 def test_capacity_study_records_bits_per_param(tmp_path):
     from rnnsweep.store import Store
-    from rnnsweep.study import run_study, spec_from_dict
+    from rnnsweep.study import resolve, run_study, spec_from_dict
 
     spec = spec_from_dict(
         {
@@ -358,7 +358,7 @@ def test_capacity_study_records_bits_per_param(tmp_path):
     db = tmp_path / "cap.db"
     store = Store(f"sqlite:///{db}", create=True)
     try:
-        summary = run_study(spec, store)
+        summary = run_study(resolve(spec), store)
     finally:
         store.dispose()
     assert summary.trials_run == 3

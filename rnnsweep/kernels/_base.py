@@ -25,101 +25,16 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from rnnsweep.kernels import _compiled, _native
+from rnnsweep.kernels._ops import Run, act, blocks, dact
 
 if TYPE_CHECKING:
     from rnnsweep.cells.base import Params
+    from rnnsweep.kernels.loops import TimeLoop
 
-__all__ = ["LayerFunction", "Run", "SequenceKernel", "act", "blocks", "dact"]
+__all__ = ["LayerFunction", "Run", "SequenceKernel", "act", "blocks", "dact"]  # re-exported
 
 # Bytes of F per chunk of local-derivative passes on the CPU: about an L2 cache.
 _CHUNK_BYTES = 1 << 20
-
-
-# ---- pointwise helpers ---------------------------------------------------------------------
-
-
-def act(a: Tensor, s: str, out: Tensor) -> Tensor:
-    """``out = s(a)`` for ``s`` in {tanh, relu}; ``out`` may be ``a`` (in place).
-
-    On CPU, tanh is computed as ``2 sigmoid(2a) - 1``: torch 2.13's vectorised CPU
-    ``tanh`` measured ~9x slower than ``sigmoid`` here (159 vs 17 us for 65k
-    float32), so four cheap passes beat one slow one. The identity is exact in
-    real arithmetic; in floating point it differs from ``torch.tanh`` by a few ulp
-    of 1 (absolute), which the tests bound. ``relu`` is ``clamp_min(a, 0)``,
-    which like ``torch.relu`` propagates NaN.
-    """
-    if s == "relu":
-        return torch.clamp_min(a, 0.0, out=out)
-    if s == "tanh":
-        if a.device.type == "cpu":
-            return torch.mul(a, 2.0, out=out).sigmoid_().mul_(2.0).sub_(1.0)
-        return torch.tanh(a, out=out)
-    raise ValueError(f"unknown nonlinearity {s!r}; choose tanh or relu")
-
-
-def dact(y: Tensor, s: str, out: Tensor | None = None) -> Tensor:
-    """``s'(a)`` from the activation ``y = s(a)``: ``1 - y^2`` (tanh) or ``[y > 0]`` (relu).
-
-    ``[y > 0]`` is the subgradient torch's own ``relu`` backward uses (0 at ``a = 0``).
-    """
-    if out is None:
-        out = torch.empty_like(y)
-    if s == "tanh":
-        return torch.addcmul(y.new_ones(()), y, y, value=-1.0, out=out)  # one pass
-    if s == "relu":
-        return torch.gt(y, 0.0, out=out)  # bool result cast into out's dtype
-    raise ValueError(f"unknown nonlinearity {s!r}; choose tanh or relu")
-
-
-# ---- the per-call state ----------------------------------------------------------------------
-
-
-class Run:
-    """Buffers and per-step views of one forward or backward sweep over a sequence.
-
-    A plain attribute bag: the base sets the common fields below, a cell adds its
-    own (gate views, extra state buffers) in ``prepare_forward``/``prepare_backward``.
-    Big buffers are K-major, ``(K, T, B, .)``, except those a per-step product
-    accumulates into; see :mod:`rnnsweep.kernels` for why.
-    """
-
-    s: str  # the nonlinearity
-    native: bool  # the time loop runs in native/layers.c (else torch ops, step by step)
-    x: Tensor  # (K, T, B, I): the layer input
-    p: Params
-    K: int
-    T: int
-    B: int
-    H: int
-    Wh: Tensor  # (K, H, G*H)
-    A: Tensor  # (K, T, B, G*H): input part of the pre-activations, then activations
-    a: tuple[Tensor, ...]  # T views (K, B, G*H) of A
-    Hs: Tensor  # (K, T+1, B, H): h_{-1} = s0, h_0, ..., h_{T-1}
-    h: tuple[Tensor, ...]  # T+1 views (K, B, H) of Hs
-    S: Tensor  # (K, B, G*H) dense scratch: the step's pre-activations
-    tmp: Tensor  # (K, B, H) dense scratch
-    # backward only
-    F: Tensor  # (K, T, B, G*H): local derivatives, turned into dL/d(pre) in place
-    dp: tuple[Tensor, ...]  # T views (K, B, G*H) of F
-    dH: Tensor  # (T+1, K, B, H), time-major: dL/dh_t accumulated; [0] is dL/dh_{-1}
-    dh: tuple[Tensor, ...]  # T+1 dense views (K, B, H) of dH
-    WhT: Tensor  # (K, G*H, H)
-
-    def __init__(self, s: str, x: Tensor, p: Params, **more: Any) -> None:
-        self.s, self.x, self.p = s, x, p
-        self.K, self.T, self.B, _ = x.shape
-        self.Wh = p["Wh"]
-        self.H = self.Wh.shape[1]
-        self.__dict__.update(more)
-
-
-def blocks(t: Tensor, width: int) -> list[tuple[Tensor, ...]]:
-    """Split the last axis of ``t`` ``(K, T, B, n*width)`` into n gate blocks, each
-    unbound over time: ``blocks(A, H)[j][t]`` is block j at step t, ``(K, B, H)``.
-
-    Views made once per sweep, so the time loop does no slicing.
-    """
-    return [blk.unbind(1) for blk in t.split(width, dim=-1)]
 
 
 # ---- the base kernel ----------------------------------------------------------------------
@@ -169,7 +84,7 @@ class SequenceKernel:
         """
         if r.native:
             r.bias = bias  # (K, 1, G*H)
-            A = _native.bmm(x2, W)
+            A = r.bmm(x2, W)
         else:
             A = torch.baddbmm(bias, x2, W)  # (K, T*B, G*H)
         return A.view(r.K, r.T, r.B, -1)  # (K, T, B, G*H)
@@ -192,10 +107,11 @@ class SequenceKernel:
         """Intermediates the backward needs (besides the inputs)."""
         return {"A": r.A, "Hs": r.Hs}
 
-    def forward(self, s: str, x: Tensor, p: Params) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(
+        self, loop: TimeLoop, s: str, x: Tensor, p: Params
+    ) -> tuple[Tensor, dict[str, Tensor]]:
         """``(K, T, B, I) -> (K, T, B, H)`` plus the tensors to save for backward."""
-        r = Run(s, x, p)
-        r.native = _native.enabled(x)
+        r = Run(loop, s, x, p)
         # 1. input side of every step at once
         r.A = self.project(r)  # (K, T, B, G*H)
         # 2. recurrent state: h_{-1} is the learned s0, broadcast over the batch
@@ -213,7 +129,7 @@ class SequenceKernel:
         r.S = x.new_empty(r.K, r.B, r.A.shape[-1])  # (K, B, G*H)
         r.tmp = x.new_empty(r.K, r.B, r.H)
         self.prepare_forward(r)
-        step = _compiled.stepper(self, "fwd", self.step, r.T, x.device)
+        step = _compiled.stepper(self, "fwd", self.step, r.T, x.device, compiled=loop.compiled)
         for t in range(r.T):
             step(r, t)
         return self.output(r), self.saved(r)
@@ -234,7 +150,9 @@ class SequenceKernel:
         if direction == "bwd":  # dense, so each step's product reads it untransposed
             tensors["WhT"] = r.Wh.transpose(1, 2).contiguous()
         tensors |= self.native_tensors(r, direction)
-        _native.run(f"{self.native}_{direction}", r.s, (r.K, r.T, r.B, r.H), tensors)
+        _native.run(
+            f"{self.native}_{direction}", r.s, (r.K, r.T, r.B, r.H), tensors, own_gemm=r.own_gemm
+        )
 
     # ---- backward --------------------------------------------------------------------------
 
@@ -315,7 +233,7 @@ class SequenceKernel:
         """Step t backwards: ``r.dp[t] <- dL/d(pre_t)``; add ``dL/dh_{t-1}`` into ``r.dh[t]``."""
         raise NotImplementedError
 
-    # ---- the compiled forms (RNNSWEEP_COMPILE=1, see _compiled) -----------------------------
+    # ---- the compiled forms (the compiled loop, see _compiled) ------------------------------
 
     def step_t(self, r: Run, t: Tensor) -> None:
         """:meth:`step` as pure tensor math on whole buffers at the tensor index ``t``."""
@@ -327,6 +245,7 @@ class SequenceKernel:
 
     def backward(
         self,
+        loop: TimeLoop,
         s: str,
         x: Tensor,
         p: Params,
@@ -335,8 +254,7 @@ class SequenceKernel:
         needs: dict[str, bool],
     ) -> dict[str, Tensor | None]:
         """Gradients of every input named in ``needs`` (``x`` and ``param_names``)."""
-        r = Run(s, x, p, **saved)
-        r.native = _native.enabled(x)
+        r = Run(loop, s, x, p, **saved)
         self.init_grad(r, dout)
         self.grad_buffers(r)
         if r.native:
@@ -347,7 +265,9 @@ class SequenceKernel:
         r.h, r.dp = r.Hs.unbind(1), r.F.unbind(1)
         r.WhT = r.Wh.transpose(1, 2)  # (K, G*H, H)
         self.prepare_backward(r)
-        back_step = _compiled.stepper(self, "bwd", self.back_step, r.T, x.device)
+        back_step = _compiled.stepper(
+            self, "bwd", self.back_step, r.T, x.device, compiled=loop.compiled
+        )
         # backwards in chunks of steps: the chunk's local derivatives in bulk, then
         # per step pointwise math and dh_{t-1} += dpre_t W^h^T (one batched product)
         chunk = self.chunk_steps(r)
@@ -369,16 +289,16 @@ class SequenceKernel:
         dP = r.F.view(K, T * B, -1)  # (K, T*B, G*H)
         if needs["Wh"]:
             hp = r.Hs[:, :-1].reshape(K, T * B, H)  # (K, T*B, H): h_{t-1}, a view
-            g["Wh"] = _native.bmm(hp.transpose(1, 2), dP)  # (K, H, G*H)
+            g["Wh"] = r.bmm(hp.transpose(1, 2), dP)  # (K, H, G*H)
         if needs["Wx"]:
             x2 = r.x.reshape(K, T * B, -1)  # (K, T*B, I)
-            g["Wx"] = _native.bmm(x2.transpose(1, 2), dP)  # (K, I, G*H)
+            g["Wx"] = r.bmm(x2.transpose(1, 2), dP)  # (K, I, G*H)
         if needs["b"] or needs["fg"]:
             db = dP.sum(1, keepdim=True)  # (K, 1, G*H)
             g["b"] = db if needs["b"] else None
             g["fg"] = db if needs["fg"] else None
         if needs["x"]:
-            g["x"] = _native.bmm(dP, r.p["Wx"].transpose(1, 2)).view(r.x.shape)  # (K, T, B, I)
+            g["x"] = r.bmm(dP, r.p["Wx"].transpose(1, 2)).view(r.x.shape)  # (K, T, B, I)
         return g
 
     def grad_s0(self, r: Run) -> Tensor:
@@ -400,10 +320,12 @@ class LayerFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, kernel: SequenceKernel, s: str, x: Tensor, *params: Tensor) -> Tensor:
+    def forward(
+        ctx: Any, kernel: SequenceKernel, loop: TimeLoop, s: str, x: Tensor, *params: Tensor
+    ) -> Tensor:
         p = dict(zip(kernel.param_names, params, strict=True))
-        out, saved = kernel.forward(s, x, p)
-        ctx.kernel, ctx.s, ctx.saved_keys = kernel, s, tuple(saved)
+        out, saved = kernel.forward(loop, s, x, p)
+        ctx.kernel, ctx.loop, ctx.s, ctx.saved_keys = kernel, loop, s, tuple(saved)
         ctx.save_for_backward(x, *params, *saved.values())
         return out
 
@@ -415,6 +337,6 @@ class LayerFunction(torch.autograd.Function):
         x, *rest = ctx.saved_tensors
         p = dict(zip(names, rest[: len(names)], strict=True))
         saved = dict(zip(ctx.saved_keys, rest[len(names) :], strict=True))
-        needs = dict(zip(("x", *names), ctx.needs_input_grad[2:], strict=True))
-        g = kernel.backward(ctx.s, x, p, saved, dout, needs)
-        return (None, None, g["x"], *(g[n] for n in names))
+        needs = dict(zip(("x", *names), ctx.needs_input_grad[3:], strict=True))
+        g = kernel.backward(ctx.loop, ctx.s, x, p, saved, dout, needs)
+        return (None, None, None, g["x"], *(g[n] for n in names))

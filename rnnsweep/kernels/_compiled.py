@@ -3,8 +3,9 @@
 Why. Off the CPU's native loops (on CUDA above all), a step of the torch-op loop is
 one batched product and then a handful of small pointwise kernels (the ugrnn: four
 forwards, two backwards), each a separate launch and a separate trip through memory.
-With ``RNNSWEEP_COMPILE=1`` each cell's step runs instead as one compiled graph
-(``SequenceKernel.step_t``/``back_step_t``): the product, then one fused pointwise
+In the ``compiled`` time loop (``--loop compiled``) each cell's step runs instead as
+one compiled graph (``SequenceKernel.step_t``/``back_step_t``): the product, then one
+fused pointwise
 kernel (Triton on CUDA, C++ on the CPU) that also writes the step's rows into the
 saved buffers.
 
@@ -35,43 +36,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from rnnsweep.switches import switch
-
 if TYPE_CHECKING:
-    from rnnsweep.kernels._base import Run, SequenceKernel
+    from rnnsweep.kernels._ops import Run
 
-__all__ = ["ENV_SWITCH", "act_t", "at", "enabled", "put", "step_fn", "step_indices", "stepper"]
-
-ENV_SWITCH = "RNNSWEEP_COMPILE"
-
-
-def enabled() -> bool:
-    """Whether the torch-op time loop runs each step as a compiled graph."""
-    return switch(ENV_SWITCH) == "1"
-
-
-def at(X: Tensor, t: Tensor, axis: int = 1) -> Tensor:
-    """Row ``t`` (a one-element long tensor) of ``X`` along ``axis``, the axis dropped."""
-    return X.index_select(axis, t).squeeze(axis)
-
-
-def put(X: Tensor, t: Tensor, value: Tensor, axis: int = 1) -> None:
-    """Write ``value`` into row ``t`` of ``X`` along ``axis``, in place."""
-    X.index_copy_(axis, t, value.unsqueeze(axis))
-
-
-def act_t(a: Tensor, s: str) -> Tensor:
-    """``s(a)`` for ``s`` in {tanh, relu}, as plain ops for the compiler to fuse."""
-    if s == "tanh":
-        return torch.tanh(a)
-    if s == "relu":
-        return torch.clamp_min(a, 0.0)
-    raise ValueError(f"unknown nonlinearity {s!r}; choose tanh or relu")
+__all__ = ["step_fn", "step_indices", "stepper"]
 
 
 @functools.cache
@@ -88,7 +61,7 @@ def step_indices(n: int, device: torch.device) -> tuple[Tensor, ...]:
 
 
 @functools.cache
-def step_fn(kernel: SequenceKernel, direction: str) -> Callable[[Run, Tensor], None]:
+def step_fn(kernel: Any, direction: str) -> Callable[[Run, Tensor], None]:
     """The compiled ``step_t`` ("fwd") or ``back_step_t`` ("bwd") of ``kernel``, one per
     kernel and direction (each has its own compilation cache; shapes that change, such
     as the batch of an evaluation, are recompiled once and then treated as dynamic).
@@ -102,15 +75,18 @@ def step_fn(kernel: SequenceKernel, direction: str) -> Callable[[Run, Tensor], N
 
 
 def stepper(
-    kernel: SequenceKernel,
+    kernel: Any,
     direction: str,
     eager: Callable[[Run, int], None],
     T: int,
     device: torch.device,
+    *,
+    compiled: bool,
 ) -> Callable[[Run, int], None]:
-    """What the torch-op loop calls per step ``t``: ``eager`` (the kernel's ``step`` or
-    ``back_step``), or under the switch its compiled form at the tensor index of ``t``."""
-    if not enabled():
+    """What the torch-op loop calls per step ``t``: ``eager`` (the ``SequenceKernel``'s
+    ``step`` or ``back_step``), or, for the ``compiled`` loop, its compiled form at the
+    tensor index of ``t``."""
+    if not compiled:
         return eager
     fn, ts = step_fn(kernel, direction), step_indices(T, device)
     return lambda r, t: fn(r, ts[t])

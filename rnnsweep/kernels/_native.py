@@ -13,7 +13,7 @@ Products. float32 products run through ``native/gemm.h``, a small AVX-512 GEMM
 (where the CPU has AVX-512): torch's MKL runs its AVX2 code on AMD CPUs, at most
 half of what the AVX-512 units do (docs/PERFORMANCE.md: 170-200 against 80-95
 GFLOP/s per core at these shapes). Elsewhere, for float64, and with
-``RNNSWEEP_NATIVE=blas``, they go through the BLAS torch itself links (its exported
+the ``blas`` time loop, they go through the BLAS torch itself links (its exported
 Fortran ``sgemm_``/``dgemm_``).
 
 Besides the time loops, the forward forms each member's input projection
@@ -34,9 +34,9 @@ shared home directory never hands one machine another's ``-march=native`` build.
 Concurrent workers each compile to a private file and rename it into place.
 
 Fallback. Anything missing (no compiler, a torch without an exported BLAS, a
-non-float dtype, a GPU tensor) selects the torch loop; ``RNNSWEEP_NATIVE=0``
-forces it, ``RNNSWEEP_NATIVE=blas`` keeps the C loops with BLAS products.
-:func:`status` says which is in use and why.
+non-float dtype, a GPU tensor) makes :mod:`rnnsweep.backend` choose the ``torch`` loop
+under ``--loop auto``; :func:`build_error` says why. Which loop runs is a
+:class:`~rnnsweep.kernels.loops.TimeLoop` chosen once per command (``--loop``).
 """
 
 from __future__ import annotations
@@ -54,11 +54,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from rnnsweep.switches import switch
+__all__ = ["available", "bmm", "build_error", "built_with_own_gemm", "run", "supports"]
 
-__all__ = ["available", "bmm", "enabled", "own_gemm", "run", "status"]
-
-ENV_SWITCH = "RNNSWEEP_NATIVE"
 _SRC_DIR = Path(__file__).with_name("native")
 _SOURCES = ("layers.c", "layers_body.h", "gemm.h")
 _FLAGS = (
@@ -293,59 +290,45 @@ def grad_pass_steps(B: int) -> int:
 
 
 def available() -> bool:
-    """Whether the native loops are built and loadable on this machine (ignores the switch)."""
+    """Whether the native loops are built and loadable on this machine."""
     return not isinstance(_library(), str)
 
 
-def own_gemm() -> bool:
-    """Whether float32 products run through native/gemm.h's AVX-512 kernel.
-
-    True where the library was built with AVX-512 and ``RNNSWEEP_NATIVE`` is not
-    ``blas`` (which keeps the native loops but sends every product to torch's BLAS).
-    """
-    return switch(ENV_SWITCH) == "1" and _built_with_own_gemm()
+def build_error() -> str:
+    """Why the native loops are unavailable ("" where they are available)."""
+    lib = _library()
+    return lib if isinstance(lib, str) else ""
 
 
 @functools.cache
-def _built_with_own_gemm() -> bool:
+def built_with_own_gemm() -> bool:
+    """Whether the library was built with native/gemm.h's AVX-512 kernel (the CPU has
+    AVX-512): float32 products of the ``native`` loop then run through it."""
     lib = _library()
     return not isinstance(lib, str) and bool(lib[0].has_own_gemm())
 
 
-def status() -> str:
-    """One line: which CPU time loop the fused kernels use, their products, and why."""
-    if switch(ENV_SWITCH) == "0":
-        return f"torch ops ({ENV_SWITCH}=0)"
-    lib = _library()
-    if isinstance(lib, str):
-        return f"torch ops (native loops unavailable: {lib})"
-    if own_gemm():
-        products = "float32 products: AVX-512 kernel; float64: BLAS"
-    elif switch(ENV_SWITCH) == "blas":
-        products = f"products: BLAS ({ENV_SWITCH}=blas)"
-    else:
-        products = "products: BLAS (no AVX-512 on this CPU)"
-    return f"native C loops ({products}; torch ops off the CPU)"
+def supports(x: Tensor) -> bool:
+    """Whether the native loops can run a layer whose input is ``x`` (CPU, float32/64)."""
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and available()
 
 
-def enabled(x: Tensor) -> bool:
-    """Whether the native loops run a layer whose input is ``x``."""
-    return (
-        x.device.type == "cpu"
-        and x.dtype in (torch.float32, torch.float64)
-        and switch(ENV_SWITCH) != "0"
-        and available()
-    )
-
-
-def run(name: str, s: str, dims: tuple[int, int, int, int], tensors: dict[str, Tensor]) -> None:
-    """Call the C loop ``name`` (e.g. ``"ugrnn_fwd"``) over ``tensors`` (fields of ``Layer``).
+def run(
+    name: str,
+    s: str,
+    dims: tuple[int, int, int, int],
+    tensors: dict[str, Tensor],
+    *,
+    own_gemm: bool,
+) -> None:
+    """Call the C loop ``name`` (e.g. ``"ugrnn_fwd"``) over ``tensors`` (fields of ``Layer``);
+    float32 products through the own GEMM when ``own_gemm`` (and it is built), else BLAS.
 
     ``dims`` is ``(K, T, B, H)``. Written fields must be dense; read-only ones are made
     dense here if they are not (a copy the C code reads). Every tensor must share the
     dtype of ``Hs``; the C code trusts the layouts documented in native/layers.c.
     """
-    lib, gemm = _library()  # type: ignore[misc]  # callers checked enabled()
+    lib, gemm = _library()  # type: ignore[misc]  # callers checked supports()
     if s not in ("tanh", "relu") and not name.startswith("plusrnn"):  # +RNN: fixed nonlinearities
         raise ValueError(f"unknown nonlinearity {s!r}; choose tanh or relu")
     dtype = tensors["Hs"].dtype
@@ -354,7 +337,7 @@ def run(name: str, s: str, dims: tuple[int, int, int, int], tensors: dict[str, T
     I = tensors["Xin"].shape[-1] if "Xin" in tensors else 0  # noqa: E741
     assert I or not tensors.keys() & {"dWx", "dX"}, f"native {name}: dWx/dX need Xin"
     layer = _Layer(K=K, T=T, B=B, H=H, nthreads=torch.get_num_threads(), relu=int(s == "relu"))
-    layer.own_gemm = int(dtype == torch.float32 and own_gemm())
+    layer.own_gemm = int(dtype == torch.float32 and own_gemm and built_with_own_gemm())
     layer.f_steps = tensors["F"].shape[1] if "F" in tensors else T
     f_ok = layer.f_steps in (T, min(T, grad_pass_steps(B)))
     assert f_ok, f"native {name}: F holds {layer.f_steps} steps"
@@ -380,14 +363,17 @@ def run(name: str, s: str, dims: tuple[int, int, int, int], tensors: dict[str, T
     getattr(lib, f"{name}_{suffix}")(ctypes.byref(layer))
 
 
-def bmm(a: Tensor, b: Tensor) -> Tensor:
-    """``torch.bmm(a, b)``, through native/gemm.h's kernel for float32 on the CPU where built.
+def bmm(a: Tensor, b: Tensor, *, own: bool) -> Tensor:
+    """``torch.bmm(a, b)``; with ``own``, through native/gemm.h's kernel for float32 on the
+    CPU where it is built (the ``native`` time loop's products).
 
     ``a`` ``(n, M, K)`` may be any strided view (``x.transpose(1, 2)`` is read in place);
     ``b`` ``(n, K, N)`` is copied only if its rows are not unit-stride. Each product is
     a member's own: its result does not depend on the others in the batch.
     """
-    if not (a.dtype == b.dtype == torch.float32 and a.device.type == "cpu" and own_gemm()):
+    if not (own and a.dtype == b.dtype == torch.float32 and a.device.type == "cpu"):
+        return torch.bmm(a, b)
+    if not built_with_own_gemm():
         return torch.bmm(a, b)
     n, M, K = a.shape
     assert b.shape[:2] == (n, K), f"bmm: {tuple(a.shape)} @ {tuple(b.shape)}"
@@ -399,7 +385,7 @@ def bmm(a: Tensor, b: Tensor) -> Tensor:
         return out
     if K == 0:
         return out.zero_()
-    lib, _ = _library()  # type: ignore[misc]  # own_gemm() checked it
+    lib, _ = _library()  # type: ignore[misc]  # built_with_own_gemm() checked it
     lib.bmm_f32(
         n, M, K, N,
         a.data_ptr(), a.stride(0), a.stride(1), a.stride(2),

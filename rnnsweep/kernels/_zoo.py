@@ -20,9 +20,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from rnnsweep.kernels import _native
-from rnnsweep.kernels._base import Run, SequenceKernel, act, blocks, dact
-from rnnsweep.kernels._compiled import act_t, at, put
+from rnnsweep.kernels._base import SequenceKernel
+from rnnsweep.kernels._ops import Run, act, act_t, at, blocks, dact, put
 
 __all__ = [
     "GRUPostKernel",
@@ -254,8 +253,8 @@ class GRUPreKernel(_GRUBase):
             R = r.A[..., :H]  # (K, T, B, H)
             rh = (R * hp).view(K, T * B, H)  # (K, T*B, H): r_t h_{t-1}
             dP = r.F.view(K, T * B, 3 * H)  # (K, T*B, 3H)
-            dWru = _native.bmm(hp.reshape(K, T * B, H).transpose(1, 2), dP[..., : 2 * H])
-            dWc = _native.bmm(rh.transpose(1, 2), dP[..., 2 * H :])
+            dWru = r.bmm(hp.reshape(K, T * B, H).transpose(1, 2), dP[..., : 2 * H])
+            dWc = r.bmm(rh.transpose(1, 2), dP[..., 2 * H :])
             g["Wh"] = torch.cat([dWru, dWc], dim=-1)  # (K, H, 3H)
         return g
 
@@ -344,7 +343,7 @@ class GRUPostKernel(_GRUBase):
         if wh_needed:
             hpT = r.Hs[:, :-1].reshape(K, T * B, H).transpose(1, 2)  # (K, H, T*B)
             dP = r.F.view(K, T * B, 3 * H)
-            g["Wh"] = torch.cat([_native.bmm(hpT, dP[..., : 2 * H]), _native.bmm(hpT, dN)], dim=-1)
+            g["Wh"] = torch.cat([r.bmm(hpT, dP[..., : 2 * H]), r.bmm(hpT, dN)], dim=-1)
         if needs["b_hn"]:
             g["b_hn"] = dN.sum(1, keepdim=True)  # (K, 1, H)
         return g
@@ -623,16 +622,16 @@ class MinimalRNNKernel(SequenceKernel):
         dP = r.F.view(K, T * B, H)  # (K, T*B, H): dL/da_u
         Z = r.Z.view(K, T * B, H)  # (K, T*B, H)
         if needs["Vu"]:
-            g["Vu"] = _native.bmm(Z.transpose(1, 2), dP)  # (K, H, H)
+            g["Vu"] = r.bmm(Z.transpose(1, 2), dP)  # (K, H, H)
         # dz = dh (1 - u) + dp_u V^u^T, then through tanh: dz_pre = dz (1 - z^2)
         dY = r.dH[1:].transpose(0, 1)  # (K, T, B, H): the full dL/dh_t
         dz = torch.addcmul(dY, dY, r.A, value=-1.0, out=torch.empty_like(r.A))
         dz = dz.view(K, T * B, H)
         dz.baddbmm_(dP, r.p["Vu"].transpose(1, 2)).mul_(dact(Z, "tanh"))  # (K, T*B, H)
         if needs["Wx"]:
-            g["Wx"] = _native.bmm(r.x.reshape(K, T * B, -1).transpose(1, 2), dz)  # (K, I, H)
+            g["Wx"] = r.bmm(r.x.reshape(K, T * B, -1).transpose(1, 2), dz)  # (K, I, H)
         if needs["bz"]:
             g["bz"] = dz.sum(1, keepdim=True)
         if needs["x"]:
-            g["x"] = _native.bmm(dz, r.p["Wx"].transpose(1, 2)).view(r.x.shape)
+            g["x"] = r.bmm(dz, r.p["Wx"].transpose(1, 2)).view(r.x.shape)
         return g

@@ -31,6 +31,7 @@ from rnnsweep.kernels._zoo import (
 if TYPE_CHECKING:
     from rnnsweep.cells.base import Cell, Params
     from rnnsweep.cells.stack import PackedRNN
+    from rnnsweep.kernels.loops import TimeLoop
 
 __all__ = ["fused_forward", "fused_layer_forward", "kernel_for"]
 
@@ -55,12 +56,24 @@ def kernel_for(cell: Cell) -> SequenceKernel:
     raise ValueError(f"no fused kernel for cell {type(cell).__name__!r}")
 
 
-def fused_layer_forward(cell: Cell, p: Params, x: Tensor, s: str) -> Tensor:
+def _default_loop(x: Tensor) -> TimeLoop:
+    """The loop for library callers that pass none (the environment's, else ``auto``'s);
+    commands resolve a :class:`~rnnsweep.backend.Backend` once and pass its loop."""
+    from rnnsweep.backend import default_loop
+
+    return default_loop(x.device, x.dtype)
+
+
+def fused_layer_forward(
+    cell: Cell, p: Params, x: Tensor, s: str, *, loop: TimeLoop | None = None
+) -> Tensor:
     """Fused drop-in for ``cell.layer_forward(p, x, s)``: ``(K, T, B, I) -> (K, T, B, H)``.
 
     Same equations, parameters and gradients as the per-step reference; the
     output may be a non-contiguous view (K-major, with a gap for ``h_{-1}``).
+    ``loop`` is the time loop (:mod:`rnnsweep.kernels.loops`; default: ``auto``'s choice).
     """
+    loop = loop or _default_loop(x)
     kernel = kernel_for(cell)
     assert x.dim() == 4, f"expected x of shape (K, T, B, I), got {tuple(x.shape)}"
     if "P" in p:
@@ -74,7 +87,7 @@ def fused_layer_forward(cell: Cell, p: Params, x: Tensor, s: str) -> Tensor:
         assert t.dtype == x.dtype and t.device == x.device, (
             f"parameter {name} is {t.dtype} on {t.device}, input is {x.dtype} on {x.device}"
         )
-    return LayerFunction.apply(kernel, s, x, *params)
+    return LayerFunction.apply(kernel, loop, s, x, *params)
 
 
 class ReadoutFunction(torch.autograd.Function):
@@ -83,31 +96,34 @@ class ReadoutFunction(torch.autograd.Function):
     for a handful of output columns (4.8 ms of a ugrnn pack step of 32, against 1-2)."""
 
     @staticmethod
-    def forward(ctx, seq: Tensor, W: Tensor, b: Tensor) -> Tensor:  # noqa: ANN001
+    def forward(ctx, seq: Tensor, W: Tensor, b: Tensor, own: bool) -> Tensor:  # noqa: ANN001
         ctx.save_for_backward(seq, W)
-        return _native.bmm(seq, W).add_(b)
+        ctx.own = own
+        return _native.bmm(seq, W, own=own).add_(b)
 
     @staticmethod
     def backward(ctx, dout: Tensor) -> tuple[Tensor | None, ...]:  # noqa: ANN001
         seq, W = ctx.saved_tensors
-        need_seq, need_W, need_b = ctx.needs_input_grad
+        need_seq, need_W, need_b, _ = ctx.needs_input_grad
         # under create_graph, differentiable torch products (the layers below then
         # refuse a second derivative with their own, clear error)
-        bmm = torch.bmm if torch.is_grad_enabled() else _native.bmm
-        dseq = bmm(dout, W.transpose(1, 2)) if need_seq else None
-        dW = bmm(seq.transpose(1, 2), dout) if need_W else None
+        own = ctx.own and not torch.is_grad_enabled()
+        dseq = _native.bmm(dout, W.transpose(1, 2), own=own) if need_seq else None
+        dW = _native.bmm(seq.transpose(1, 2), dout, own=own) if need_W else None
         db = dout.sum(1, keepdim=True) if need_b else None
-        return dseq, dW, db
+        return dseq, dW, db, None
 
 
-def fused_forward(model: PackedRNN, x: Tensor) -> Tensor:
+def fused_forward(model: PackedRNN, x: Tensor, *, loop: TimeLoop | None = None) -> Tensor:
     """Fused drop-in for ``model.forward(x)``: ``(K, T, B, n_in) -> (K, T, B, n_out)``."""
+    loop = loop or _default_loop(x)
     assert x.dim() == 4 and x.shape[0] == model.K, (
         f"expected (K={model.K}, T, B, I), got {tuple(x.shape)}"
     )
     seq = x
     for layer in range(model.cfg.depth):
-        seq = fused_layer_forward(model.cell, model.layer_params(layer), seq, model.s)
+        seq = loop.layer_forward(model.cell, model.layer_params(layer), seq, model.s)
     K, T, B, H = seq.shape
-    out = ReadoutFunction.apply(seq.reshape(K, T * B, H), model.W_out, model.b_out)  # (K, T*B, O)
+    own = loop.own_gemm
+    out = ReadoutFunction.apply(seq.reshape(K, T * B, H), model.W_out, model.b_out, own)
     return out.view(K, T, B, -1)  # (K, T, B, O)

@@ -16,7 +16,7 @@ from sqlalchemy import event
 from rnnsweep import __version__
 from rnnsweep.errors import SpecMismatchError, StorageError, StudyNotFoundError
 from rnnsweep.store.queue import held_by
-from rnnsweep.store.tables import curves, metadata, slots, studies, trials
+from rnnsweep.store.tables import ADDED, curves, metadata, slots, studies, trials
 from rnnsweep.store.url import check_storage, mask_url, scrub
 
 if TYPE_CHECKING:
@@ -96,22 +96,53 @@ class Store:
                 ) from None
 
     def _check_schema(self) -> None:
-        """Refuse rnnsweep tables written by another schema (a clear line, not a SQL error)."""
+        """Refuse rnnsweep tables written by another schema (a clear line, not a SQL error).
+
+        Columns added since (``tables.ADDED``, all nullable) may be missing: a writer adds
+        them here, a reader selects around them (:meth:`_trial_columns`).
+        """
+        self._absent: set[str] = set()
         try:
             insp = sa.inspect(self.engine)
             for table in (studies, trials, curves):
                 if not insp.has_table(table.name):
                     continue
                 have = {c["name"] for c in insp.get_columns(table.name)}
-                missing = sorted({c.name for c in table.columns} - have)
+                added = set(ADDED.get(table.name, ()))
+                missing = sorted({c.name for c in table.columns} - have - added)
                 if missing:
                     raise StorageError(
                         f"storage {self.masked_url!r} holds rnnsweep tables from another "
                         f"version ({table.name} lacks {', '.join(missing)}); use a new storage"
                     )
+                absent = sorted(added - have)
+                if absent and self.create:
+                    self._add_columns(table, absent)
+                elif absent:
+                    self._absent.update(absent)
         except sa.exc.SQLAlchemyError as exc:
             reason = scrub(str(getattr(exc, "orig", None) or exc), self.url)
             raise StorageError(f"cannot read storage {self.masked_url!r}: {reason}") from None
+
+    def _add_columns(self, table: sa.Table, names: list[str]) -> None:
+        """Add nullable columns of ``tables.ADDED`` to an older table (one transaction;
+        a concurrent writer that added them first is fine)."""
+        with self.engine.begin() as con:
+            for name in names:
+                col = table.c[name]
+                ddl = f"ALTER TABLE {table.name} ADD COLUMN {name} "
+                ddl += col.type.compile(dialect=self.engine.dialect)
+                try:
+                    with con.begin_nested():
+                        con.execute(sa.text(ddl))
+                except sa.exc.SQLAlchemyError:
+                    have = {c["name"] for c in sa.inspect(con).get_columns(table.name)}
+                    if name not in have:
+                        raise
+
+    def _trial_columns(self) -> list[sa.Column]:
+        """The trial table's columns this database has (older ones lack ``tables.ADDED``)."""
+        return [c for c in trials.columns if c.name not in self._absent]
 
     # ---- Optuna ------------------------------------------------------------------
 
@@ -213,7 +244,12 @@ class Store:
             )
 
     def list_studies(self) -> list[dict[str, Any]]:
-        """Every study with its cell count and trial counts."""
+        """Every study with its cell and trial counts.
+
+        Cells and the requested total are counted from the study's slots (one per cell
+        and trial, made after ``exclude``), the queue's own record, not re-derived from
+        the stored spec.
+        """
         if not self._has_tables():
             return []
         with self.engine.connect() as con:
@@ -231,12 +267,24 @@ class Store:
                 .mappings()
                 .all()
             )
+            queue = (
+                con.execute(
+                    sa.select(
+                        slots.c.study,
+                        sa.func.count(sa.distinct(slots.c.cell)).label("cells"),
+                        sa.func.count().label("requested"),
+                    ).group_by(slots.c.study)
+                )
+                .mappings()
+                .all()
+            )
         by_study = {c["study"]: c for c in counts}
+        by_queue = {q["study"]: q for q in queue}
         out = []
         for r in rows:
             spec = json.loads(r["spec_json"])
-            n_cells = len(spec["archs"]) * len(spec["depths"])
             c = by_study.get(r["name"], {"trials": 0, "feasible": 0})
+            q = by_queue.get(r["name"], {"cells": 0, "requested": 0})
             out.append(
                 {
                     "study": r["name"],
@@ -244,8 +292,8 @@ class Store:
                     "sampler": r["sampler"],
                     "archs": ",".join(spec["archs"]),
                     "depths": ",".join(str(d) for d in spec["depths"]),
-                    "cells": n_cells,
-                    "requested": n_cells * r["trials_per_cell"],
+                    "cells": int(q["cells"]),
+                    "requested": int(q["requested"]),
                     "complete": int(c["trials"] or 0),
                     "feasible": int(c["feasible"] or 0),
                     "updated": r["updated_at"].strftime("%Y-%m-%d %H:%M")
@@ -326,7 +374,7 @@ class Store:
             return [
                 dict(r)
                 for r in con.execute(
-                    sa.select(trials).where(
+                    sa.select(*self._trial_columns()).where(
                         trials.c.optuna_trial_id.in_(ids), trials.c.state == "complete"
                     )
                 ).mappings()
@@ -334,9 +382,12 @@ class Store:
 
     def trials_frame(self, study: str, *, states: tuple[str, ...] = ("complete",)) -> pd.DataFrame:
         """The study's trial rows (counted ones by default) as a DataFrame."""
-        q = sa.select(trials).where(trials.c.study == study, trials.c.state.in_(states))
+        cols = self._trial_columns()
+        q = sa.select(*cols).where(trials.c.study == study, trials.c.state.in_(states))
         with self.engine.connect() as con:
             df = pd.read_sql(q.order_by(trials.c.id), con)
+        for name in sorted(self._absent):  # an older table: the column, unknown
+            df[name] = None
         return df
 
     def curves_frame(self, study: str, *, states: tuple[str, ...] = ("complete",)) -> pd.DataFrame:

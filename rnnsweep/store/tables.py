@@ -13,9 +13,18 @@
 
 from __future__ import annotations
 
+import json
+from typing import TYPE_CHECKING, Any
+
 import sqlalchemy as sa
 
-__all__ = ["curves", "metadata", "slots", "studies", "trials"]
+if TYPE_CHECKING:
+    from rnnsweep.backend import Backend
+    from rnnsweep.study.space import TrialSettings
+    from rnnsweep.study.spec import CellPlan
+    from rnnsweep.train import MemberResult
+
+__all__ = ["ADDED", "curves", "metadata", "slots", "studies", "trials", "trial_row"]
 
 metadata = sa.MetaData()
 
@@ -71,6 +80,14 @@ trials = sa.Table(
     sa.Column("wall_time", sa.Float, nullable=False),
     sa.Column("pack_size", sa.Integer, nullable=False),
     sa.Column("device", sa.String(32), nullable=False),
+    # the backend that computed the trial (rnnsweep.backend.Backend); NULL in rows of
+    # versions before it was recorded (added to older tables on first write, see ADDED)
+    sa.Column("loop", sa.String(32), nullable=True),
+    sa.Column("products", sa.String(32), nullable=True),
+    sa.Column("compiled", sa.Boolean, nullable=True),
+    sa.Column("graphs", sa.Boolean, nullable=True),
+    sa.Column("dtype", sa.String(16), nullable=True),
+    sa.Column("torch_version", sa.String(64), nullable=True),
     sa.Column("extra_json", sa.Text, nullable=False),
     sa.Column("config_json", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -118,3 +135,69 @@ slots = sa.Table(
     sa.UniqueConstraint("study", "cell", "slot", name="uq_rnnsweep_slot"),
     sa.Index("ix_rnnsweep_slots_state", "study", "state"),
 )
+
+# Nullable columns added after the first release: a table that lacks them is still
+# this schema (the store adds them on its first write; readers see NULL).
+ADDED: dict[str, tuple[str, ...]] = {
+    "rnnsweep_trials": ("loop", "products", "compiled", "graphs", "dtype", "torch_version"),
+}
+
+
+def trial_row(
+    *,
+    study: str,
+    task: str,
+    sampler: str,
+    optuna_study: str,
+    optuna_trial_id: int,
+    trial_number: int,
+    plan: CellPlan,
+    settings: TrialSettings,
+    res: MemberResult,
+    solved: bool,
+    metric_name: str,
+    pack_size: int,
+    backend: Backend,
+    extra: dict[str, Any],
+    config: dict[str, Any],
+) -> dict[str, Any]:
+    """One ``rnnsweep_trials`` row: the trial's cell, hyperparameters, fate, numbers and
+    backend, with the task's extras and the full config as JSON. ``state`` and
+    ``created_at`` are the store's (:meth:`rnnsweep.store.Store.commit_trial`)."""
+    return {
+        "study": study,
+        "optuna_study": optuna_study,
+        "optuna_trial_id": optuna_trial_id,
+        "trial_number": trial_number,
+        "state": "complete",
+        "task": task,
+        "arch": plan.arch,
+        "depth": plan.depth,
+        "hidden": plan.hidden,
+        "params": plan.params,
+        "sampler": sampler,
+        "seed": settings.seed,
+        "lr": settings.lr,
+        "init_scale": settings.init_scale,
+        "b_fg": settings.b_fg,
+        "clip": settings.clip,
+        "nonlinearity": settings.nonlinearity,
+        "optimizer": settings.optimizer,
+        "init": settings.init,
+        "sigma_b": settings.sigma_b,
+        "sigma_v": settings.sigma_v,
+        "diverged": res.diverged,
+        "diverged_at": res.diverged_at,
+        "solved": solved,
+        "initial_loss": res.initial_loss,
+        "final_loss": res.final_loss,
+        "best_loss": res.best_loss,
+        "metric": res.metric,
+        "metric_name": metric_name,
+        "steps_run": res.steps_run,
+        "wall_time": res.wall_time,
+        "pack_size": pack_size,
+        **backend.record(),
+        "extra_json": json.dumps(extra),
+        "config_json": json.dumps(config, sort_keys=True),
+    }

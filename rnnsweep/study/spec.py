@@ -18,13 +18,17 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rnnsweep.backend import check_device, check_loop
 from rnnsweep.cells import ARCHS, GRU_RESETS, ModelConfig, canonical_arch, get_cell
 from rnnsweep.cells import count_params as _count_params
 from rnnsweep.cells import hidden_for_budget as _hidden_for_budget
 from rnnsweep.errors import SpecError
 from rnnsweep.tasks import TASKS, TaskOptionError, make_task
+
+if TYPE_CHECKING:
+    from rnnsweep.tasks.base import Task
 from rnnsweep.train import OPTIMIZERS, TrainConfig
 
 __all__ = [
@@ -174,6 +178,9 @@ class StudySpec:
     sampler: str = "random"
     seed: int = 0
     device: str = "auto"
+    # the time loop ([train] loop; rnnsweep.kernels.loops): how, not what, so it is
+    # stored but left out of the identity and hash, like the device
+    loop: str = "auto"
     model: ModelSpec = field(default_factory=ModelSpec)
     train: TrainConfig = field(default_factory=TrainConfig)
     space: SearchSpace = field(default_factory=SearchSpace)
@@ -187,8 +194,14 @@ class StudySpec:
 
     # ---- derived -------------------------------------------------------------
 
-    def make_task(self):
-        return make_task(self.task, dict(self.task_options))
+    def make_task(self) -> Task:
+        """The task instance, built once per spec object (a user's data file is read and
+        hashed once: every derived fact below reads this instance)."""
+        task = self.__dict__.get("_task")
+        if task is None:
+            task = make_task(self.task, dict(self.task_options))
+            object.__setattr__(self, "_task", task)
+        return task
 
     def cells(self) -> list[CellPlan]:
         """Every (arch, depth) cell with its width: fixed, or the largest that fits the budget."""
@@ -222,6 +235,7 @@ class StudySpec:
             "sampler": self.sampler,
             "seed": self.seed,
             "device": self.device,
+            **({"loop": self.loop} if self.loop != "auto" else {}),
             "model": asdict(self.model),
             "train": self.train.to_dict(),
             "space": {
@@ -231,10 +245,10 @@ class StudySpec:
         }
 
     def identity(self) -> dict[str, Any]:
-        """What must not change when a study is resumed (not name, budget or device)."""
+        """What must not change when a study is resumed (not name, budget, device or loop)."""
         d = self.to_json()
-        for k in ("name", "trials", "device"):
-            d.pop(k)
+        for k in ("name", "trials", "device", "loop"):
+            d.pop(k, None)
         return d
 
     def spec_hash(self) -> str:
@@ -260,7 +274,7 @@ _TOP_KEYS = (
     "space",
 )
 _MODEL_KEYS = tuple(f.name for f in fields(ModelSpec))
-_TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
+_TRAIN_KEYS = (*(f.name for f in fields(TrainConfig)), "loop")
 _SPACE_KEYS = tuple(f.name for f in fields(SearchSpace))
 
 
@@ -516,9 +530,7 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
             f"unknown sampler {sampler!r}{suggest(sampler, SAMPLERS)}; "
             f"choose from {', '.join(SAMPLERS)}"
         )
-    device = str(d.get("device", "auto")).strip().lower()
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise SpecError(f"device must be auto, cpu or cuda, got {device!r}")
+    device = check_device(d.get("device", "auto"))
 
     model_d = dict(d.get("model", {}) or {})
     _check_keys(model_d, _MODEL_KEYS, "[model]")
@@ -560,6 +572,7 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
             raise SpecError(f"dtype must be float32 or float64, got {train_d['dtype']!r}")
         tkw["dtype"] = train_d["dtype"]
     train = TrainConfig(**tkw)
+    loop = check_loop(train_d.get("loop", "auto"), "[train] loop")
 
     space, space_overrides, space_raw = _parse_spaces(dict(d.get("space", {}) or {}), archs)
     if any("critical" in space_overrides.get(a, space).init for a in archs):
@@ -595,12 +608,14 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
         sampler=sampler,
         seed=_int(d.get("seed", 0), "seed", 0),
         device=device,
+        loop=loop,
         model=model,
         train=train,
         space=space,
         space_overrides=space_overrides,
         space_overrides_raw=space_raw,
     )
+    object.__setattr__(spec, "_task", task_obj)  # built once, above: see make_task
     try:
         spec.cells()
     except ValueError as exc:
@@ -622,7 +637,7 @@ def spec_from_json(d: Mapping[str, Any]) -> StudySpec:
         "seed": d["seed"],
         "device": d.get("device", "auto"),
         "model": {k: v for k, v in d["model"].items() if v is not None},
-        "train": dict(d["train"]),
+        "train": {**d["train"], **({"loop": d["loop"]} if "loop" in d else {})},
         "space": dict(d["space"]),
     }
     return spec_from_dict(layout)

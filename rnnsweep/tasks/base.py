@@ -10,6 +10,7 @@ how to read them (``loss`` and ``metric``), so heads with several softmaxes
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -138,6 +139,19 @@ class Task(ABC):
     def options(self) -> dict[str, Any]:
         """The task's resolved options, stored with every trial's config."""
         return {}
+
+    @property
+    def T(self) -> int:
+        """The sequence length a model unrolls over (every task's own answer)."""
+        return self.seq_len
+
+    @functools.cached_property
+    def R(self) -> float:
+        """The input moment ``R = E[x^2]`` per input unit (Chen et al.'s mean-field input
+        variance), over the first 64 held-out sequences of seed 0, in float64. One value
+        per task instance, so one per study: the trials' ``xi`` and the report's xi
+        contours both read it."""
+        return float((self.eval_batch(0, 64).x.double() ** 2).mean())
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

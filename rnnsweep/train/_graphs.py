@@ -31,18 +31,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from rnnsweep.switches import switch
 from rnnsweep.tasks.base import Batch
 
-__all__ = ["ENV_SWITCH", "GraphedStep", "enabled"]
+__all__ = ["GraphedStep"]
 
-ENV_SWITCH = "RNNSWEEP_GRAPHS"
 WARMUP_STEPS = 3  # eager steps on a side stream before the capture (PyTorch's recipe)
-
-
-def enabled() -> bool:
-    """Whether training steps run on fixed buffers (and, on CUDA, as a replayed graph)."""
-    return switch(ENV_SWITCH) == "1"
 
 
 class GraphedStep:

@@ -9,17 +9,23 @@ This is data, never an error: the other members train on.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 
+from rnnsweep.backend import Backend, resolve_backend
 from rnnsweep.cells import InitConfig, ModelConfig, PackedRNN
 from rnnsweep.kernels.heap import keep_freed_buffers
 from rnnsweep.tasks.base import Batch, Task
 from rnnsweep.train import _graphs
+
+if TYPE_CHECKING:
+    from rnnsweep.kernels.loops import TimeLoop
 from rnnsweep.train.optim import OPTIMIZERS, PackedOptimizer, clip_grad_norm_packed
 
 __all__ = ["MemberResult", "MemberSpec", "TrainConfig", "train_pack"]
@@ -75,19 +81,6 @@ class MemberResult:
     diag_time: float = 0.0  # seconds the diagnostics took (pack / K)
 
 
-IMPLS = ("reference", "fused")
-
-
-def _forward_fn(model: PackedRNN, impl: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    if impl == "reference":
-        return model.forward
-    if impl == "fused":
-        from rnnsweep.kernels import fused_forward
-
-        return lambda x: fused_forward(model, x)
-    raise ValueError(f"unknown implementation {impl!r}; choose one of {', '.join(IMPLS)}")
-
-
 def _diagnose(model: PackedRNN, x: torch.Tensor) -> list[dict]:
     """Cheap settings of :func:`rnnsweep.theory.diagnostics.diagnose` (model dtype,
     20 Lanczos steps, one sequence for the end-to-end spectrum): its cost is
@@ -114,7 +107,7 @@ class _LivePack:
     def __init__(
         self,
         full: PackedRNN,
-        impl: str,
+        loop: TimeLoop,
         opt: PackedOptimizer,
         clip: torch.Tensor,  # (K,)
         gens: list[torch.Generator],
@@ -122,7 +115,7 @@ class _LivePack:
         device: str | torch.device,
         dtype: torch.dtype,
     ) -> None:
-        self.full, self.impl, self.opt = full, impl, opt
+        self.full, self.loop, self.opt = full, loop, opt
         self.eval_one, self.device, self.dtype = eval_one, device, dtype
         self.clip, self.gens = clip, gens
         self.ids = list(range(full.K))  # live position -> member position
@@ -130,7 +123,7 @@ class _LivePack:
 
     def _use(self, model: PackedRNN) -> None:
         self.model = model
-        self.forward = _forward_fn(model, self.impl)
+        self.forward = functools.partial(self.loop.model_forward, model)
         self.params = list(model.parameters())
         self.live = torch.tensor(self.ids, dtype=torch.long, device=self.device)
         n = len(self.ids)
@@ -202,17 +195,21 @@ def train_pack(
     members: Sequence[MemberSpec],
     cfg: TrainConfig,
     *,
-    device: str | torch.device = "cpu",
-    impl: str = "reference",
+    backend: Backend | None = None,
     on_step: Callable[[int], None] | None = None,
 ) -> list[MemberResult]:
     """Train K members of one structure together; return one result per member.
 
-    ``impl`` picks the sequence implementation: ``"reference"`` (per-step
-    autograd, :meth:`PackedRNN.forward`) or ``"fused"`` (:mod:`rnnsweep.kernels`:
-    batched products and a hand-derived backward through time). Both compute the
-    same function; the tests hold them to float tolerance.
+    ``backend`` (:mod:`rnnsweep.backend`) says where and how: device, time loop
+    (per-step autograd ``reference``, or the fused kernels of :mod:`rnnsweep.kernels`
+    with their ``torch``/``compiled``/``native``/``blas`` loops: the same function, held
+    to float tolerance by the tests) and graphs. Default: the CPU in ``cfg.dtype``, the
+    loop the environment names, else ``auto``'s. The backend's dtype must be ``cfg.dtype``.
     """
+    if backend is None:
+        backend = resolve_backend("cpu", cfg.dtype)
+    assert backend.dtype == cfg.dtype, f"backend {backend.dtype} for a {cfg.dtype} config"
+    device = backend.device
     kinds = [optimizer] * len(members) if isinstance(optimizer, str) else list(optimizer)
     assert all(k in OPTIMIZERS for k in kinds), f"optimizers {kinds} not all in {OPTIMIZERS}"
     assert cfg.steps >= 1 and cfg.eval_every >= 1, "steps and eval_every must be >= 1"
@@ -226,8 +223,7 @@ def train_pack(
             [kinds[k] for k in order],
             [members[k] for k in order],
             cfg,
-            device=device,
-            impl=impl,
+            backend=backend,
             on_step=on_step,
         )
         by_member = dict(zip(order, results, strict=True))
@@ -245,7 +241,7 @@ def train_pack(
     opt = PackedOptimizer(list(full.parameters()), kinds, lr, momentum=cfg.momentum)
     gens = [torch.Generator().manual_seed(_data_seed(m.init.seed)) for m in members]
     eval_one = task.eval_batch(cfg.eval_seed, cfg.eval_size)
-    pack = _LivePack(full, impl, opt, clip, gens, eval_one, device, dtype)
+    pack = _LivePack(full, backend.time_loop, opt, clip, gens, eval_one, device, dtype)
 
     # Per-member records, indexed by the member's position in ``members``; ``active``
     # and the tensors of ``pack`` are indexed by position in the live pack.
@@ -318,7 +314,7 @@ def train_pack(
 
     # On fixed buffers (RNNSWEEP_GRAPHS=1): frozen members stay in the pack, masked, so
     # that shapes and buffers never change; on CUDA the step is a replayed graph.
-    graphed = _graphs.GraphedStep(run_step, batch) if _graphs.enabled() else None
+    graphed = _graphs.GraphedStep(run_step, batch) if backend.graphs else None
 
     step = 0
     for step in range(cfg.steps):
