@@ -15,7 +15,7 @@ installed, unless ``CI`` is set: then it fails.
 3. a diverging member (huge weights, inf/NaN) leaves the other members' outputs
    and gradients bit for bit as without it;
 4. sizes over the on-chip budget fall back to the fused loop (also with codes);
-   availability, precision switch and bad codes;
+   availability, precision switch and bad codes; no_grad, retain_graph, double backward;
 5. launches per training step: constant in T for the Triton loop, growing for the
    torch-op loop.
 """
@@ -155,6 +155,24 @@ def test_triton_several_batch_tiles(variant):
     x, w = _inputs(2, 37, torch.float64)
     got = _run(model, _stack(model, triton_layer_forward, model.s), x, w)
     _assert_close(got, _run(model, model.forward, x, w), TOLERANCES[torch.float64])
+
+
+def test_contracts_no_grad_retain_graph_and_double_backward():
+    """Forward under no_grad gives the same bits; a second backward (retain_graph) the same
+    gradients (saved tensors are never modified); double backward raises."""
+    model = _model(("lstm", "pre", "tanh"), 1, 2, torch.float64, 20)
+    cell, p = model.cell, model.layer_params(0)
+    x = _inputs(2, 5, torch.float64)[0].requires_grad_(True)
+    out = triton_layer_forward(cell, p, x, "tanh")
+    with torch.no_grad():
+        assert torch.equal(triton_layer_forward(cell, p, x, "tanh"), out)
+    loss = (out * out).sum()
+    first = torch.autograd.grad(loss, [x, p["Wh"]], retain_graph=True)
+    second = torch.autograd.grad(loss, [x, p["Wh"]], create_graph=False)
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    out = triton_layer_forward(cell, p, x, "tanh")
+    with pytest.raises(RuntimeError, match="no double backward"):
+        torch.autograd.grad(out.sum(), [x], create_graph=True)
 
 
 # ---- 2. per-member nonlinearity ---------------------------------------------------------------

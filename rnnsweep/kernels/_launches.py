@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
@@ -63,12 +63,12 @@ def launches_per_step(
     layer_forward: LayerForward,
     *,
     arch: str = "gru",
-    gru_reset: str = "pre",
+    gru_reset: Literal["pre", "post"] = "pre",
     depth: int = 2,
     hidden: int = 64,
-    T: int = 50,  # noqa: N803
-    B: int = 32,  # noqa: N803
-    K: int = 1,  # noqa: N803
+    T: int = 50,
+    B: int = 32,
+    K: int = 1,
     n_in: int = 4,
     n_out: int = 4,
     nonlinearity: str = "tanh",
@@ -76,9 +76,7 @@ def launches_per_step(
 ) -> Launches:
     """Count the ops and launches of one training step of a pack built with ``layer_forward``
     (a drop-in for ``cell.layer_forward``) on the CPU; one untimed step runs first."""
-    cfg = ModelConfig(
-        arch, n_in, n_out, hidden, depth, nonlinearity=nonlinearity, gru_reset=gru_reset
-    )  # type: ignore[arg-type]
+    cfg = ModelConfig(arch, n_in, n_out, hidden, depth, nonlinearity, gru_reset=gru_reset)
     model = PackedRNN(cfg, [InitConfig(seed=k) for k in range(K)], dtype=dtype)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(K, T, B, n_in, generator=gen, dtype=dtype)

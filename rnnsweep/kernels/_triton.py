@@ -23,7 +23,9 @@ hand-written backward (the two kernels); the input projection before it is left
 to autograd, exactly like the +RNN's ``P`` in the fused kernels, so ``dW^x``,
 ``dx`` and ``db`` are its batched products after the loop. The dW^h reduction
 over batch tiles is a per-tile buffer and one sum, not atomics: deterministic,
-so a member's bits do not depend on scheduling.
+so a member's bits do not depend on scheduling. Saved tensors are never modified
+(a second backward with ``retain_graph=True`` works); double backward
+(``create_graph=True``) raises.
 
 Nonlinearity: ``s`` is ``"tanh"``/``"relu"`` for the whole pack, or a ``(K,)``
 integer tensor of per-member codes (0 = tanh, 1 = relu), read by each program
@@ -63,7 +65,6 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from rnnsweep.cells.zoo import (
     GRUCell,
@@ -254,7 +255,7 @@ class _Recurrence(torch.autograd.Function):
     recurrent candidate bias (None where the cell has none)."""
 
     @staticmethod
-    def forward(  # noqa: PLR0913
+    def forward(
         ctx,  # noqa: ANN001
         plan: _Plan,
         codes: Tensor,
@@ -286,8 +287,9 @@ class _Recurrence(torch.autograd.Function):
         return Y if X is not None else Hs[:, 1:]
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dout: Tensor) -> tuple[Tensor | None, ...]:  # noqa: ANN001
+        if torch.is_grad_enabled():  # create_graph=True: raise now, whatever dout is
+            raise RuntimeError("the Triton loop has no double backward (create_graph=True)")
         plan: _Plan = ctx.plan
         Wh, codes, Hs, Z, Cs, X = ctx.saved_tensors
         K, T1, B, H = Hs.shape
