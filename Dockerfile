@@ -5,12 +5,16 @@
 #   docker run --rm -v rnnsweep-data:/data rnnsweep report
 #
 # The base image already holds a CUDA build of torch (2.5.1), which meets the torch>=2.1
-# floor in pyproject.toml, so `pip install .` below keeps it and downloads no torch.
+# floor in pyproject.toml, so `pip install .` below keeps it and downloads no torch. Like
+# every official pytorch/pytorch image, it also holds the Triton that torch release pins
+# (torch 2.5.1 requires triton 3.1.0 on Linux x86_64): the Triton time loop
+# (rnnsweep/kernels/_triton.py) needs no extra install. The build checks that it imports.
 FROM pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime
 
 # A C compiler and the C library headers (the runtime base has neither): the native CPU
-# time loops are compiled on first use, and torch.compile's Triton kernels
-# (RNNSWEEP_COMPILE=1) build their launcher with the host compiler. Versions are left to
+# time loops are compiled on first use, and Triton (the Triton time loop, and
+# torch.compile's kernels with RNNSWEEP_COMPILE=1) builds its launcher with the host
+# compiler on first launch; without gcc that fails at run time. Versions are left to
 # the base image's Ubuntu release, whose security updates should win over a pin.
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -22,7 +26,8 @@ COPY pyproject.toml README.md ./
 COPY rnnsweep/ rnnsweep/
 # Not part of the installed package: kept under /app/studies as ready-made specs.
 COPY studies/ studies/
-RUN pip install --no-cache-dir . \
+RUN python -c "import triton" \
+    && pip install --no-cache-dir . \
     && groupadd --gid 1000 rnnsweep \
     && useradd --create-home --uid 1000 --gid 1000 rnnsweep \
     && mkdir -p /data \

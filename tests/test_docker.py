@@ -88,3 +88,10 @@ def test_image_has_a_c_compiler() -> None:
     runs = " ".join(ln.split(None, 1)[1] for ln in joined.splitlines() if ln.startswith("RUN "))
     assert "apt-get install" in runs and " gcc " in f" {runs} " and "libc6-dev" in runs
     assert "rm -rf /var/lib/apt/lists/*" in runs
+
+
+def test_image_build_checks_that_triton_imports() -> None:
+    """The Triton time loop relies on the Triton the base image ships with torch."""
+    joined = DOCKERFILE.read_text().replace("\\\n", " ")
+    runs = [ln.split(None, 1)[1] for ln in joined.splitlines() if ln.startswith("RUN ")]
+    assert any('python -c "import triton"' in run for run in runs), runs

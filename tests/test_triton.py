@@ -1,0 +1,315 @@
+"""The Triton time loop (rnnsweep.kernels._triton) against the per-step autograd reference.
+
+Runs the CUDA kernels' code on the CPU through Triton's interpreter
+(``TRITON_INTERPRET=1``, set here before the kernels are imported; it stays set for
+the rest of the process, which only Triton reads). Skips when triton is not
+installed, unless ``CI`` is set: then it fails.
+
+1. every cell and nonlinearity, depths 1 and 3 (+RNN: 2 and 3), K in {1, 5}, hidden
+   20 (padded to 32) and 16, batch 5 (a part-filled tile), float32 and float64:
+   output and every gradient of a whole stacked model (readout included) equal
+   ``PackedRNN.forward`` + autograd within 1e-4 / 1e-8 relative; more batch tiles
+   than one (B = 37, H = 57);
+2. per-member nonlinearity codes: a mixed pack equals each member run alone with
+   its own nonlinearity; uniform codes give the bits of the string form;
+3. a diverging member (huge weights, inf/NaN) leaves the other members' outputs
+   and gradients bit for bit as without it;
+4. sizes over the on-chip budget fall back to the fused loop (also with codes);
+   availability, precision switch and bad codes; no_grad, retain_graph, double backward;
+5. launches per training step: constant in T for the Triton loop, growing for the
+   torch-op loop.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
+
+os.environ["TRITON_INTERPRET"] = "1"  # before rnnsweep's Triton kernels are imported
+
+if importlib.util.find_spec("triton") is None:  # pragma: no cover - depends on the install
+    if os.environ.get("CI"):
+        pytest.fail("triton is not installed: CI must run the Triton interpreter tests")
+    pytest.skip("triton is not installed", allow_module_level=True)
+
+import torch
+from cellcases import ALL_VARIANTS, randomise
+
+from rnnsweep.cells import InitConfig, ModelConfig, PackedRNN, get_cell
+from rnnsweep.kernels import _triton
+from rnnsweep.kernels._launches import launches_per_step
+from rnnsweep.kernels._triton import (
+    fits,
+    launch_count,
+    member_codes,
+    triton_layer_forward,
+    unavailable,
+)
+from rnnsweep.kernels.fused import fused_layer_forward
+
+N_IN, N_OUT, T = 3, 2, 5
+TOLERANCES = {torch.float64: 1e-8, torch.float32: 1e-4}
+
+
+def _variant_id(v: tuple[str, str, str]) -> str:
+    arch, reset, s = v
+    return f"{arch}-{reset}-{s}" if arch == "gru" else f"{arch}-{s}"
+
+
+def _model(variant, depth, K, dtype, hidden, seed=0) -> PackedRNN:
+    arch, reset, s = variant
+    depth = max(depth, get_cell(arch).min_depth)
+    cfg = ModelConfig(arch, N_IN, N_OUT, hidden, depth, nonlinearity=s, gru_reset=reset)  # type: ignore[arg-type]
+    members = [InitConfig(b_fg=0.5 + 0.25 * k, seed=k) for k in range(K)]
+    model = PackedRNN(cfg, members, dtype=dtype)
+    randomise(model, seed)
+    return model
+
+
+def _inputs(K: int, B: int, dtype: torch.dtype, seed: int = 1):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(K, T, B, N_IN, generator=gen, dtype=torch.float64).to(dtype)
+    w = torch.randn(K, T, B, N_OUT, generator=gen, dtype=torch.float64).to(dtype)
+    return x, w
+
+
+def _stack(model: PackedRNN, layer_forward, s):
+    """``model.forward`` with ``layer_forward`` for every layer and nonlinearity ``s``."""
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        seq = x
+        for layer in range(model.cfg.depth):
+            seq = layer_forward(model.cell, model.layer_params(layer), seq, s)
+        K, T_, B, H = seq.shape
+        return (torch.bmm(seq.reshape(K, T_ * B, H), model.W_out) + model.b_out).view(K, T_, B, -1)
+
+    return forward
+
+
+def _run(model: PackedRNN, forward, x: torch.Tensor, w: torch.Tensor):
+    """Output and the gradients of ``sum(out * w)`` w.r.t. every parameter and ``x``."""
+    model.zero_grad(set_to_none=True)
+    x = x.detach().clone().requires_grad_(True)
+    out = forward(x)
+    (out * w).sum().backward()
+    grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
+    grads["x"] = x.grad.detach().clone()
+    return out.detach(), grads
+
+
+def _reference(cell, p, x, s):
+    return cell.layer_forward(p, x, s)
+
+
+def _alone(model: PackedRNN, k: int, layer_forward, s, x, w):
+    """Member k as a pack of one, run with ``layer_forward`` and nonlinearity ``s``."""
+    alone = model.subset([k])
+    return _run(alone, _stack(alone, layer_forward, s), x[k : k + 1], w[k : k + 1])
+
+
+def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    scale = b.abs().max().item()
+    diff = (a - b).abs().max().item()
+    return diff / scale if scale > 0 else diff
+
+
+def _assert_close(got, ref, tol: float) -> None:
+    out, grads = got
+    ref_out, ref_grads = ref
+    assert out.shape == ref_out.shape
+    assert _rel_err(out, ref_out) < tol
+    assert grads.keys() == ref_grads.keys()
+    errors = {name: _rel_err(grads[name], ref_grads[name]) for name in ref_grads}
+    bad = {name: err for name, err in errors.items() if not err < tol}
+    assert not bad, f"gradients off by more than {tol}: {bad}"
+
+
+# ---- 1. against the per-step reference ----------------------------------------------------------
+
+# (depth, K, hidden, dtype): every pair of depth and K, each with both widths and dtypes
+CASES = [
+    (1, 1, 20, torch.float32),
+    (1, 5, 16, torch.float64),
+    pytest.param(3, 1, 16, torch.float32, marks=pytest.mark.slow),
+    pytest.param(3, 5, 20, torch.float64, marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize(("depth", "K", "hidden", "dtype"), CASES)
+@pytest.mark.parametrize("variant", ALL_VARIANTS, ids=_variant_id)
+def test_triton_matches_reference(variant, depth, K, hidden, dtype):
+    model = _model(variant, depth, K, dtype, hidden)
+    x, w = _inputs(K, 5, dtype)
+    before = launch_count()
+    got = _run(model, _stack(model, triton_layer_forward, model.s), x, w)
+    assert launch_count() - before == 2 * model.cfg.depth  # one per layer and direction
+    _assert_close(got, _run(model, model.forward, x, w), TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("variant", [("gru", "post", "tanh"), ("lstm", "pre", "relu")], ids=str)
+def test_triton_several_batch_tiles(variant):
+    """B = 37: two tiles of 32 (the second part-filled), dW^h summed over them; H = 57."""
+    model = _model(variant, 1, 2, torch.float64, 57)
+    x, w = _inputs(2, 37, torch.float64)
+    got = _run(model, _stack(model, triton_layer_forward, model.s), x, w)
+    _assert_close(got, _run(model, model.forward, x, w), TOLERANCES[torch.float64])
+
+
+def test_contracts_no_grad_retain_graph_and_double_backward():
+    """Forward under no_grad gives the same bits; a second backward (retain_graph) the same
+    gradients (saved tensors are never modified); double backward raises."""
+    model = _model(("lstm", "pre", "tanh"), 1, 2, torch.float64, 20)
+    cell, p = model.cell, model.layer_params(0)
+    x = _inputs(2, 5, torch.float64)[0].requires_grad_(True)
+    out = triton_layer_forward(cell, p, x, "tanh")
+    with torch.no_grad():
+        assert torch.equal(triton_layer_forward(cell, p, x, "tanh"), out)
+    loss = (out * out).sum()
+    first = torch.autograd.grad(loss, [x, p["Wh"]], retain_graph=True)
+    second = torch.autograd.grad(loss, [x, p["Wh"]], create_graph=False)
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    out = triton_layer_forward(cell, p, x, "tanh")
+    with pytest.raises(RuntimeError, match="no double backward"):
+        torch.autograd.grad(out.sum(), [x], create_graph=True)
+
+
+# ---- 2. per-member nonlinearity ---------------------------------------------------------------
+
+MIXABLE = [v for v in ALL_VARIANTS if v[2] == "tanh" and len(get_cell(v[0]).nonlinearities) == 2]
+
+
+@pytest.mark.parametrize("variant", MIXABLE, ids=_variant_id)
+def test_mixed_nonlinearities_equal_each_member_alone(variant):
+    codes = [0, 1, 1, 0]  # tanh, relu, relu, tanh
+    K, dtype = len(codes), torch.float64
+    model = _model(variant, 2, K, dtype, 20)
+    x, w = _inputs(K, 5, dtype)
+    out, grads = _run(model, _stack(model, triton_layer_forward, torch.tensor(codes)), x, w)
+    for k, code in enumerate(codes):
+        ref_out, ref_grads = _alone(model, k, _reference, ("tanh", "relu")[code], x, w)
+        got = (out[k : k + 1], {n: g[k : k + 1] for n, g in grads.items()})
+        _assert_close(got, (ref_out, ref_grads), TOLERANCES[dtype])
+
+
+def test_uniform_codes_give_the_bits_of_the_name():
+    model = _model(("ugrnn", "pre", "relu"), 1, 3, torch.float32, 20)
+    x, w = _inputs(3, 5, torch.float32)
+    named = _run(model, _stack(model, triton_layer_forward, "relu"), x, w)
+    coded = _run(model, _stack(model, triton_layer_forward, torch.ones(3, dtype=torch.int32)), x, w)
+    assert torch.equal(named[0], coded[0])
+    assert all(torch.equal(named[1][n], coded[1][n]) for n in named[1])
+
+
+# ---- 3. member isolation ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [("rnn", "pre", "relu"), ("gru", "pre", "tanh"), ("lstm", "pre", "tanh"),
+     ("plusrnn", "pre", "tanh")],
+    ids=_variant_id,
+)  # fmt: skip
+def test_diverging_member_stays_isolated(variant):
+    """Member 1's weights blown up (its output or gradients turn inf/NaN): members 0 and 2
+    keep their bits."""
+    K, dtype = 3, torch.float32
+    model = _model(variant, 2, K, dtype, 20)
+    x, w = _inputs(K, 5, dtype)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.rsplit(".", 1)[-1] in ("Wh", "Wx", "P"):
+                p[1].mul_(1e38)  # products overflow float32
+            if name.endswith("Wh"):
+                p[1, 0, 0] = float("inf")  # gated cells saturate finitely without it
+    out, grads = _run(model, _stack(model, triton_layer_forward, model.s), x, w)
+    member1 = [out[1], *(g[1] for g in grads.values())]
+    assert not all(torch.isfinite(t).all() for t in member1), "member 1 stayed finite"
+    keep = [0, 2]
+    rest = model.subset(keep)
+    ref_out, ref_grads = _run(rest, _stack(rest, triton_layer_forward, rest.s), x[keep], w[keep])
+    assert torch.equal(out[keep], ref_out)
+    for name, g in ref_grads.items():
+        assert torch.equal(grads[name][keep], g), name
+
+
+# ---- 4. sizes, availability, switches ---------------------------------------------------------
+
+
+def test_fits_budget():
+    assert fits(64, 4, torch.float32) is None  # every cell at H = 64 in float32
+    assert fits(20, 4, torch.float64) is None
+    reason = fits(128, 3, torch.float32)
+    assert reason is not None and "KiB" in reason
+    assert fits(128, 1, torch.float32) is None
+    assert fits(64, 3, torch.float64) is not None
+
+
+@pytest.mark.parametrize("codes", [None, [1, 0]], ids=["name", "codes"])
+def test_oversized_layer_falls_back_to_the_fused_loop(codes):
+    variant = ("lstm", "pre", "tanh")
+    model = _model(variant, 1, 2, torch.float64, 33)  # 64 x 256 float64: 128 KiB
+    assert fits(33, 4, torch.float64) is not None
+    x, w = _inputs(2, 3, torch.float64)
+    s = model.s if codes is None else torch.tensor(codes)
+    before = launch_count()
+    got = _run(model, _stack(model, triton_layer_forward, s), x, w)
+    assert launch_count() == before, "the Triton kernels ran a layer over the budget"
+    if codes is None:
+        ref = _run(model, model.forward, x, w)
+    else:  # member 0 relu, member 1 tanh: the fused loop, one member at a time
+        parts = [_alone(model, k, fused_layer_forward, ("tanh", "relu")[c], x, w)
+                 for k, c in enumerate(codes)]  # fmt: skip
+        ref = (torch.cat([p[0] for p in parts]),
+               {n: torch.cat([p[1][n] for p in parts]) for n in parts[0][1]})  # fmt: skip
+    _assert_close(got, ref, TOLERANCES[torch.float64])
+
+
+def test_unavailable(monkeypatch):
+    assert unavailable("cpu", torch.float32) is None
+    assert unavailable("cpu", torch.float64) is None
+    assert "float16" in unavailable("cpu", torch.float16)
+    assert "meta" in unavailable("meta", torch.float32)
+    monkeypatch.delenv("TRITON_INTERPRET")
+    reason = unavailable("cpu", torch.float32)
+    assert reason is not None and "TRITON_INTERPRET=1" in reason
+    model = _model(("rnn", "pre", "tanh"), 1, 1, torch.float32, 16)
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET"):
+        triton_layer_forward(model.cell, model.layer_params(0), torch.zeros(1, 2, 3, N_IN), "tanh")
+
+
+def test_tf32_switch(monkeypatch):
+    monkeypatch.delenv("RNNSWEEP_TF32", raising=False)
+    assert _triton._precision(torch.float32) == "ieee"
+    monkeypatch.setenv("RNNSWEEP_TF32", "1")
+    assert _triton._precision(torch.float32) == "tf32"
+    assert _triton._precision(torch.float64) == "ieee"
+
+
+def test_bad_codes():
+    cell = get_cell("gru")
+    with pytest.raises(ValueError, match="0 \\(tanh\\) or 1"):
+        member_codes(cell, torch.tensor([0, 2]), 2, torch.device("cpu"))
+    with pytest.raises(ValueError, match="\\(2,\\) integer"):
+        member_codes(cell, torch.tensor([0, 1, 0]), 2, torch.device("cpu"))
+    with pytest.raises(ValueError, match="unknown nonlinearity"):
+        member_codes(cell, "sigmoid", 2, torch.device("cpu"))
+    fixed = member_codes(get_cell("plusrnn"), "relu+tanh", 2, torch.device("cpu"))
+    assert fixed.tolist() == [0, 0]
+
+
+# ---- 5. launches per training step ------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_launches_constant_in_T_for_triton_growing_for_torch_ops(monkeypatch):
+    monkeypatch.setenv("RNNSWEEP_NATIVE", "0")  # fused_layer_forward: the torch-op loop
+    small = {"arch": "gru", "depth": 1, "hidden": 16, "B": 4}
+    tri = [launches_per_step(triton_layer_forward, T=t, **small) for t in (50, 200)]
+    ops = [launches_per_step(fused_layer_forward, T=t, **small) for t in (50, 200)]
+    assert tri[0] == tri[1]
+    assert tri[0].triton == 2  # one launch per layer and direction
+    assert ops[0].triton == ops[1].triton == 0
+    assert ops[1].aten_ops > ops[0].aten_ops + 150 * 10  # at least 10 ops per added step
+    assert tri[0].total < ops[0].total / 10
