@@ -462,3 +462,24 @@ def _e2e_run(k: int, *, trials: int, steps: int, threads: int) -> tuple[float, R
         wall = time.perf_counter() - t0
         store.dispose()
     return wall, summary
+
+
+def launch_rows(
+    loops: Sequence[str] = ("torch", "triton"), seq_lens: Sequence[int] = (50, 200)
+) -> list[dict]:
+    """Launches (aten ops plus Triton kernels) of one training step of gru, depth 2, width
+    64, batch 32, a pack of one, per time loop and sequence length, counted on the CPU
+    (:mod:`rnnsweep.kernels._launches`): the structural figure of a loop, measurable
+    without a GPU. The Triton loop runs under its interpreter (``TRITON_INTERPRET=1``)."""
+    from rnnsweep.kernels._launches import launches_per_step
+
+    rows = []
+    for name in loops:
+        loop = get_loop(name)
+        for T in seq_lens:
+            n = launches_per_step(loop.layer_forward, T=T)
+            rows.append(
+                {"loop": name, "seq_len": T, "aten_ops": n.aten_ops, "triton": n.triton,
+                 "launches": n.total}
+            )  # fmt: skip
+    return rows

@@ -1020,10 +1020,21 @@ def bench(
             help="Also time a whole 32-trial `rnnsweep run` with --pack-size 1 and 32 (minutes)."
         ),
     ] = False,
+    launches: Annotated[
+        bool,
+        typer.Option(
+            "--launches",
+            help="Only count launches per training step (aten ops and Triton kernels) of the "
+            "torch-op and Triton loops at T = 50 and 200, on the CPU (Triton's interpreter).",
+        ),
+    ] = False,
     loop: LoopOpt = None,
     fmt: FormatOpt = "table",
 ) -> None:
     """Trials per hour: one at a time (reference, torch.nn) versus packed and fused."""
+    if launches:
+        _bench_launches(fmt)
+        return
     import torch
 
     from rnnsweep.backend import check_loop, resolve_backend
@@ -1105,6 +1116,26 @@ def bench(
 
 
 # ---- entry point ------------------------------------------------------------------
+
+
+def _bench_launches(fmt: str) -> None:
+    """``bench --launches``: launches per training step per loop and T, as a table."""
+    from rnnsweep.render import Column, render
+
+    # the interpreter must be on before triton is first imported (triton.jit reads it)
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+    from rnnsweep.bench import launch_rows
+
+    with err.status("counting launches (Triton's interpreter: about a minute)..."):
+        rows = launch_rows()
+    cols = [
+        Column("loop"),
+        Column("seq_len", "T"),
+        Column("aten_ops", "aten ops"),
+        Column("triton", "Triton launches"),
+        Column("launches", "launches per step"),
+    ]
+    render(rows, fmt, columns=cols, title="gru d2 h64 B32, one training step (CPU count)")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -358,9 +358,11 @@ def triton_layer_forward(cell: Cell, p: Params, x: Tensor, s: str | Tensor) -> T
 def _fallback(cell: Cell, p: Params, x: Tensor, s: str | Tensor) -> Tensor:
     """The fused loop for sizes the Triton loop refuses; per-member codes run as groups."""
     from rnnsweep.kernels.fused import fused_layer_forward
+    from rnnsweep.kernels.loops import get_loop
 
+    torch_loop = get_loop("torch")
     if isinstance(s, str):
-        return fused_layer_forward(cell, p, x, s)
+        return fused_layer_forward(cell, p, x, s, loop=torch_loop)
     fixed = len(cell.nonlinearities) == 1
     codes = [0] * x.shape[0] if fixed else s.tolist()
     names = {v: k for k, v in CODES.items()}
@@ -370,7 +372,7 @@ def _fallback(cell: Cell, p: Params, x: Tensor, s: str | Tensor) -> Tensor:
         sel = torch.tensor(idx, device=x.device)
         sub = {n: t.index_select(0, sel) for n, t in p.items()}
         name = cell.nonlinearities[0] if fixed else names[code]
-        outs.append(fused_layer_forward(cell, sub, x.index_select(0, sel), name))
+        outs.append(fused_layer_forward(cell, sub, x.index_select(0, sel), name, loop=torch_loop))
         order += idx
     inverse = torch.empty(len(order), dtype=torch.long)
     inverse[order] = torch.arange(len(order))

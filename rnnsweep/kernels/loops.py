@@ -10,6 +10,8 @@ compiled   the torch-op loop with each step one ``torch.compile`` graph (:mod:`.
 native     the fused kernels' time loop in C (:mod:`._native`), float32 products through
            the package's own AVX-512 GEMM where built, else torch's BLAS
 blas       the C loops with every product through torch's BLAS
+triton     one persistent Triton kernel per layer and direction (:mod:`._triton`): CUDA,
+           or the CPU under Triton's interpreter (``TRITON_INTERPRET=1``, for tests)
 =========  =======================================================================
 
 A loop is a small object in :data:`LOOPS`, chosen once per command or worker (see
@@ -19,6 +21,7 @@ Adding one means writing a :class:`TimeLoop` subclass and calling :func:`registe
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, ClassVar
 
 import torch
@@ -130,6 +133,28 @@ class BlasLoop(NativeLoop):
         return "blas"
 
 
+class TritonLoop(TimeLoop):
+    """Persistent Triton kernels: one launch per layer and direction runs all T steps."""
+
+    name = "triton"
+
+    def unavailable(self, device: torch.device, dtype: torch.dtype) -> str | None:
+        if device.type == "cuda" or os.environ.get("TRITON_INTERPRET"):
+            from rnnsweep.kernels import _triton
+
+            return _triton.unavailable(device, dtype)
+        # without importing triton: on the CPU it runs only under the interpreter
+        return "on the CPU the Triton loop runs only under TRITON_INTERPRET=1 (for tests)"
+
+    def products(self, device: torch.device) -> str:
+        return "triton" if device.type == "cuda" else "triton-interpreter"
+
+    def layer_forward(self, cell: Cell, p: Params, x: Tensor, s: str) -> Tensor:
+        from rnnsweep.kernels._triton import triton_layer_forward
+
+        return triton_layer_forward(cell, p, x, s)
+
+
 LOOPS: dict[str, TimeLoop] = {}
 
 
@@ -139,7 +164,14 @@ def register(loop: TimeLoop) -> TimeLoop:
     return loop
 
 
-for _loop in (ReferenceLoop(), TorchLoop(), CompiledLoop(), NativeLoop(), BlasLoop()):
+for _loop in (
+    ReferenceLoop(),
+    TorchLoop(),
+    CompiledLoop(),
+    NativeLoop(),
+    BlasLoop(),
+    TritonLoop(),
+):
     register(_loop)
 
 
