@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from rnnsweep import __version__, interrupts
+from rnnsweep import __version__
 from rnnsweep.errors import RnnsweepError
 from rnnsweep.interrupts import Terminated
 from rnnsweep.interrupts import install as install_signal_handlers
@@ -59,6 +58,54 @@ StorageOpt = Annotated[
 ]
 FormatOpt = Annotated[
     str, typer.Option("--format", "-f", help="Output format: table, json, csv or markdown.")
+]
+
+# Where workers run (rnnsweep.launch); the study file's [launcher.slurm] / [launcher.ray]
+# table gives the same settings, and these flags win over it.
+LauncherOpt = Annotated[
+    str,
+    typer.Option(
+        help="Where the workers run: local (processes here), slurm (a job array via sbatch) "
+        "or ray (Ray tasks). slurm and ray need a PostgreSQL --storage."
+    ),
+]
+PartitionOpt = Annotated[str | None, typer.Option(help="Slurm partition.", show_default=False)]
+TimeLimitOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--time-limit", help="Slurm time limit per worker, e.g. 4:00:00.", show_default=False
+    ),
+]
+CpusOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="CPUs per worker (slurm --cpus-per-task, ray num_cpus). [default: 1]",
+        show_default=False,
+    ),
+]
+GpusOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="GPUs per worker (slurm --gres=gpu:N, ray num_gpus). [default: 0]", show_default=False
+    ),
+]
+MemOpt = Annotated[
+    str | None, typer.Option(help="Slurm memory per worker, e.g. 8G.", show_default=False)
+]
+SbatchOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--sbatch",
+        help="An extra sbatch option for the job script, e.g. --qos=long. Repeatable.",
+        show_default=False,
+    ),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Ray cluster address (host:port). [default: RAY_ADDRESS, else a local Ray]",
+        show_default=False,
+    ),
 ]
 
 
@@ -307,13 +354,24 @@ def run(
     ] = 1,
     workers: Annotated[
         int,
-        typer.Option(help="Local worker processes (one per visible GPU, round-robin)."),
+        typer.Option(
+            help="Worker processes (local: one per visible GPU, round-robin; slurm: array "
+            "tasks; ray: tasks)."
+        ),
     ] = 1,
     heartbeat: Annotated[
         float, typer.Option(help="Seconds between a worker's heartbeats on its trials.")
     ] = 10.0,
     loop: LoopOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    launcher: LauncherOpt = "local",
+    partition: PartitionOpt = None,
+    time_limit: TimeLimitOpt = None,
+    cpus_per_worker: CpusOpt = None,
+    gpus_per_worker: GpusOpt = None,
+    mem: MemOpt = None,
+    sbatch: SbatchOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Run (or resume) a study: train trials until every cell has --trials of them."""
     from rnnsweep.backend import check_loop, resolve_backend
@@ -322,8 +380,11 @@ def run(
 
     spec = _build_spec(**{k: v for k, v in locals().items() if k in _SPEC_ARGS})
     loop = check_loop(loop) if loop is not None else None
-    backend = resolve_backend(spec.device, spec.train.dtype, loop or _file_loop(spec))
     resolved = resolve(spec)
+    resources = _resources(**{k: v for k, v in locals().items() if k in _RES_ARGS})
+    if launcher == "local":  # elsewhere the device and loop are the worker's machine's
+        backend = resolve_backend(spec.device, spec.train.dtype, loop or _file_loop(spec))
+        loop = backend.loop
     for name, value in (("--pack-size", pack_size), ("--threads", threads), ("--workers", workers)):
         if value < 1:
             raise typer.BadParameter(f"must be >= 1, got {value}", param_hint=name)
@@ -332,12 +393,17 @@ def run(
 
     # The store (checked, then created), and the run with a progress bar.
     url = resolve_url(storage)
+    if launcher != "local":
+        from rnnsweep.launch import require_server_storage
+
+        require_server_storage(url, launcher)
     store = Store(url, create=True)
-    if workers > 1:
+    if workers > 1 or launcher != "local":
+        from rnnsweep.launch import WorkerArgs
+
+        args = WorkerArgs(spec.name, spec.device, pack_size, threads, heartbeat, loop)
         try:
-            _run_workers(
-                resolved, store, url, workers, pack_size, threads, heartbeat, quiet, backend.loop
-            )
+            _launch(resolved, store, url, launcher, resources, workers, args, quiet)
         finally:
             store.dispose()
         return
@@ -404,6 +470,7 @@ def _build_spec(
     from rnnsweep.study import load_toml, merge, spec_from_dict
 
     base: dict[str, Any] = load_toml(study_file) if study_file is not None else {}
+    base.pop("launcher", None)  # how to run, not what: rnnsweep.launch reads it, never hashed
     flags: dict[str, Any] = {}
     for key, value in (
         ("arch", _list(arch)),
@@ -454,90 +521,70 @@ def _build_spec(
 _SPEC_ARGS = tuple(inspect.signature(_build_spec).parameters)
 
 
-def _run_workers(
-    study,
-    store,
-    url: str,
-    n: int,
-    pack_size: int,
-    threads: int,
-    heartbeat: float,
-    quiet: bool,
-    loop: str,
-) -> None:
-    """create + n ``rnnsweep worker`` processes, one per visible GPU round-robin, and one
-    combined progress bar read from the store."""
-    import subprocess
-    import time
+def _resources(
+    study_file,
+    launcher,
+    partition,
+    time_limit,
+    cpus_per_worker,
+    gpus_per_worker,
+    mem,
+    sbatch,
+    ray_address,
+):
+    """The launcher's settings: the file's [launcher.<name>] table, flags on top."""
+    from rnnsweep.launch import LAUNCHERS, launcher_table
+    from rnnsweep.study import load_toml
 
-    import torch
+    if launcher not in LAUNCHERS:
+        raise typer.BadParameter(
+            f"choose one of {', '.join(LAUNCHERS)}, got {launcher!r}", param_hint="--launcher"
+        )
+    flags = {
+        "partition": partition,
+        "time": time_limit,
+        "cpus_per_worker": cpus_per_worker,
+        "gpus_per_worker": gpus_per_worker,
+        "mem": mem,
+        "sbatch": tuple(sbatch or ()),
+        "address": ray_address,
+    }
+    file = load_toml(study_file) if study_file is not None else {}
+    return launcher_table(file, launcher, flags)
 
-    from rnnsweep.study import create_study, resolve_device
+
+_RES_ARGS = tuple(inspect.signature(_resources).parameters)
+
+
+def _launch(study, store, url: str, launcher: str, resources, n: int, args, quiet: bool) -> None:
+    """Register the study, start n workers through the launcher, one combined progress bar
+    read from the store (rnnsweep.launch)."""
+    from rnnsweep.launch import launch, launcher_for
 
     spec = study.spec
-    resumed, requested, done = create_study(study, store)
-    device = resolve_device(spec.device)
-    gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
-    # The URL travels in the environment, not argv: a password stays out of `ps`.
-    env = {**os.environ, "RNNSWEEP_STORAGE": url}
-    procs = []
-    for i in range(n):
-        dev = f"cuda:{i % gpus}" if gpus else device
-        cmd = [
-            sys.executable,
-            "-m",
-            "rnnsweep",
-            "worker",
-            "--study",
-            spec.name,
-            "--device",
-            dev,
-            "--pack-size",
-            str(pack_size),
-            "--threads",
-            str(threads),
-            "--heartbeat",
-            str(heartbeat),
-            "--loop",
-            loop,
-            "--quiet",
-        ]
-        procs.append(subprocess.Popen(cmd, env=env))
     bar = _Bar(spec.name, enabled=not quiet)
-    bar.start(requested, *store.result_counts(spec.name))
-    t0 = time.perf_counter()
     try:
-        while any(p.poll() is None for p in procs):
-            time.sleep(0.5)
-            interrupts.check()
-            bar.set(*store.result_counts(spec.name))
-        bar.set(*store.result_counts(spec.name))
+        out = launch(launcher_for(launcher, resources), study, store, url, n, args, bar)
     except (KeyboardInterrupt, Terminated) as exc:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
         bar.stop()
         err.print(_INTERRUPTED, markup=False)
         raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
-    finally:
-        bar.stop()
-    failed = [p.returncode for p in procs if p.returncode != 0]
-    complete, _ = store.result_counts(spec.name)
+    where = "" if launcher == "local" else f" on {out.where}"
     err.print(
-        f"Study {spec.name!r} ({'resumed' if resumed else 'created'}) in "
-        f"{store.masked_url}: {n} workers, {complete - done} trials run, "
-        f"{time.perf_counter() - t0:.1f} s; {complete}/{requested} complete."
+        f"Study {spec.name!r} ({'resumed' if out.resumed else 'created'}) in "
+        f"{store.masked_url}: {n} workers{where}, {out.complete - out.done_before} trials run, "
+        f"{out.wall_time:.1f} s; {out.complete}/{out.requested} complete."
     )
-    if failed:
+    if launcher == "local" and out.failures:
         err.print(
-            f"{len(failed)} worker(s) failed (exit codes {failed}); "
+            f"{len(out.failures)} worker(s) failed (exit codes [{', '.join(out.failures)}]); "
             "run the same command again to finish."
         )
+        raise typer.Exit(1)
+    if out.failures:  # a cluster worker lost: fine as long as the others finished the study
+        err.print(f"Workers that ended early: {'; '.join(out.failures)}.")
+    if out.complete < out.requested:
+        err.print("The workers ended with the study incomplete; run the same command again.")
         raise typer.Exit(1)
 
 
@@ -632,6 +679,89 @@ def worker(
     err.print(
         f"Worker done: {summary.trials_run} trials run, {summary.feasible_run} feasible, "
         f"{summary.wall_time:.1f} s ({_storage_ms(summary)}); study {study!r} complete."
+    )
+
+
+launch_app = typer.Typer(
+    help="Start workers for an existing study on a cluster, without waiting for them.",
+    no_args_is_help=True,
+)
+app.add_typer(launch_app, name="launch")
+
+
+@launch_app.command("slurm")
+def launch_slurm(
+    study_file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The study TOML file (its name and [launcher.slurm] table).", show_default=False
+        ),
+    ] = None,
+    study: Annotated[
+        str | None,
+        typer.Option(
+            "--study", "-s", help="The study to join. [default: the file's]", show_default=False
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Array tasks, one worker each.")] = 1,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda on the nodes.")] = "auto",
+    pack_size: Annotated[int, typer.Option(help="Trials per pack.")] = DEFAULT_PACK_SIZE,
+    threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 1,
+    heartbeat: Annotated[float, typer.Option(help="Seconds between heartbeats.")] = 10.0,
+    partition: PartitionOpt = None,
+    time_limit: TimeLimitOpt = None,
+    cpus_per_worker: CpusOpt = None,
+    gpus_per_worker: GpusOpt = None,
+    mem: MemOpt = None,
+    sbatch: SbatchOpt = None,
+    storage: StorageOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the job script; submit nothing.")
+    ] = False,
+) -> None:
+    """Submit a Slurm job array of workers for a study made by `rnnsweep create`."""
+    from rnnsweep.launch import WorkerArgs, require_server_storage
+    from rnnsweep.launch.slurm import job_script, submit
+    from rnnsweep.store import Store, resolve_url
+
+    if study is None:
+        if study_file is None:
+            raise typer.BadParameter("give a study file or --study NAME", param_hint="--study")
+        study = _build_spec(study_file, *[None] * (len(_SPEC_ARGS) - 1)).name
+    for name, value in (("--pack-size", pack_size), ("--threads", threads), ("--workers", workers)):
+        if value < 1:
+            raise typer.BadParameter(f"must be >= 1, got {value}", param_hint=name)
+    if heartbeat <= 0:
+        raise typer.BadParameter(f"must be > 0, got {heartbeat}", param_hint="--heartbeat")
+    resources = _resources(
+        study_file,
+        "slurm",
+        partition,
+        time_limit,
+        cpus_per_worker,
+        gpus_per_worker,
+        mem,
+        sbatch,
+        None,
+    )
+    script = job_script(
+        workers, WorkerArgs(study, device, pack_size, threads, heartbeat), resources
+    )
+    if dry_run:
+        typer.echo(script, nl=False)
+        return
+    url = resolve_url(storage)
+    require_server_storage(url, "slurm")
+    store = Store(url, create=False)
+    try:
+        store.study_spec(study)
+    finally:
+        store.dispose()
+    job = submit(script, url, workers)
+    typer.echo(job.job_id)
+    err.print(
+        f"Submitted {job.where}: {workers} workers for study {study!r} in {store.masked_url}. "
+        f"Watch: squeue -j {job.job_id}; rnnsweep studies --storage ..."
     )
 
 

@@ -13,6 +13,7 @@ __all__ = [
     "StudyNotFoundError",
     "SpecMismatchError",
     "SwitchError",
+    "LaunchError",
 ]
 
 
@@ -38,3 +39,7 @@ class SpecMismatchError(RnnsweepError):
 
 class SwitchError(RnnsweepError):
     """An ``RNNSWEEP_*`` implementation switch in the environment holds a value it does not take."""
+
+
+class LaunchError(RnnsweepError):
+    """Workers cannot be launched: a launcher's settings, storage or scheduler are unusable."""
