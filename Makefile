@@ -6,6 +6,7 @@
 #   make run             fresh demo: run studies/quick.toml into rnnsweep-demo.db, then report it
 #   make test            the test suite (PYTEST_ARGS="-k render -x" to narrow it)
 #   make lint            ruff check, ruff format --check and hadolint on the Dockerfile
+#   make typecheck       mypy over rnnsweep/ (pyproject.toml [tool.mypy])
 #   make bench           rnnsweep bench (kernel and training throughput)
 #   make clean           build outputs, caches and the demo database; keeps .venv
 #                        (rm -rf .venv for a full reset: reinstalling torch is the slow part)
@@ -30,7 +31,7 @@ STAMP := $(VENV)/.stamp
 DEMO_DB := rnnsweep-demo.db
 
 .DEFAULT_GOAL := test
-.PHONY: venv run test lint bench clean install-system
+.PHONY: venv run test lint typecheck bench clean install-system
 
 venv: $(STAMP)
 
@@ -55,6 +56,9 @@ lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/hadolint Dockerfile
+
+typecheck: venv
+	$(BIN)/mypy
 
 bench: venv
 	$(BIN)/rnnsweep bench
