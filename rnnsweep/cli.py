@@ -56,8 +56,25 @@ StorageOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def _check_format(value: str) -> str:
+    """The one ``--format`` check: a format :func:`rnnsweep.render.render` knows."""
+    from rnnsweep.render import FORMATS
+
+    if value not in FORMATS:
+        raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}, got {value!r}")
+    return value
+
+
 FormatOpt = Annotated[
-    str, typer.Option("--format", "-f", help="Output format: table, json, csv or markdown.")
+    str,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format: table, json, csv or markdown.",
+        callback=_check_format,
+    ),
 ]
 
 # Where workers run (rnnsweep.launch); the study file's [launcher.slurm] / [launcher.ray]
@@ -821,15 +838,11 @@ def report(
     ] = "arch",
 ) -> None:
     """Feasible fraction (Wilson 95% CI), solved fraction and losses per arch and depth."""
-    from rnnsweep.render import FORMATS, Column, render
+    from rnnsweep.render import Column, render
     from rnnsweep.report import REPORT_COLUMNS, add_collins, feasibility_rows, parse_by
     from rnnsweep.report.theory import PLOT_AXES, backend_summary, xi_contours_for
     from rnnsweep.store.export import tidy_trials
 
-    if fmt not in FORMATS:
-        raise typer.BadParameter(
-            f"choose one of {', '.join(FORMATS)}, got {fmt!r}", param_hint="--format"
-        )
     keys = parse_by(by)
     plot_keys = parse_by(curves_by) if plot is not None else []
     for axis in (x, y):
@@ -901,12 +914,8 @@ def studies(
     storage: StorageOpt = None,
 ) -> None:
     """List the studies in a storage with their trial counts."""
-    from rnnsweep.render import FORMATS, Column, render
+    from rnnsweep.render import Column, render
 
-    if fmt not in FORMATS:
-        raise typer.BadParameter(
-            f"choose one of {', '.join(FORMATS)}, got {fmt!r}", param_hint="--format"
-        )
     with _open_store(storage) as store:
         rows = store.list_studies()
         where = store.masked_url
@@ -1036,13 +1045,10 @@ def theory(
 
     import numpy as np
 
-    from rnnsweep.render import FORMATS, Column, render
+    from rnnsweep.render import Column, render
     from rnnsweep.theory import mean_field, phase_grid, plot_phase
+    from rnnsweep.theory.phase import default_axes, phase_label
 
-    if fmt not in FORMATS:
-        raise typer.BadParameter(
-            f"choose one of {', '.join(FORMATS)}, got {fmt!r}", param_hint="--format"
-        )
     if arch not in ("rnn", "minimalrnn"):
         raise typer.BadParameter(f"rnn or minimalrnn, got {arch!r}", param_hint="--arch")
     for name, v in (
@@ -1056,9 +1062,7 @@ def theory(
     if plot is not None and not grid:
         raise typer.BadParameter("needs --grid", param_hint="--plot")
     if grid:
-        other = "mu_b" if arch == "minimalrnn" else "sigma_b"
-        ws = np.linspace(0.05, 6.0 if arch == "minimalrnn" else 3.0, 60)
-        os_ = np.linspace(-4.0, 6.0, 60) if other == "mu_b" else np.linspace(0.0, 1.5, 60)
+        ws, os_, other = default_axes(arch)  # type: ignore[arg-type]
         g = phase_grid(arch, ws, os_, sigma_v=sigma_v, R=R, other=other)
         if plot is not None:
             if plot.parent and not plot.parent.is_dir():
@@ -1096,9 +1100,7 @@ def theory(
     row.update(
         chi=mf.chi,
         xi=mf.xi,
-        phase="ordered (chi < 1)"
-        if mf.chi < 1
-        else ("critical" if mf.chi == 1 else "chaotic (chi > 1)"),
+        phase=phase_label(mf.chi),
     )
     cols = [Column(k, k, ".6g" if isinstance(v, float) else None) for k, v in row.items()]
     if fmt == "json":
@@ -1177,12 +1179,8 @@ def bench(
         run_bench,
     )
     from rnnsweep.bench import scaling as bench_scaling
-    from rnnsweep.render import FORMATS, Column, render
+    from rnnsweep.render import Column, render
 
-    if fmt not in FORMATS:
-        raise typer.BadParameter(
-            f"choose one of {', '.join(FORMATS)}, got {fmt!r}", param_hint="--format"
-        )
     if pack_size < 1 or threads < 1:
         raise typer.BadParameter("must be >= 1", param_hint="--pack-size/--threads")
     if device != "cpu" and (memory or e2e):

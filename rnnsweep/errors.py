@@ -6,6 +6,8 @@ entry point turns them into a one-line ``Error: ...`` on stderr and exit code 2.
 
 from __future__ import annotations
 
+import difflib
+
 __all__ = [
     "RnnsweepError",
     "SpecError",
@@ -14,6 +16,7 @@ __all__ = [
     "SpecMismatchError",
     "SwitchError",
     "LaunchError",
+    "closest",
 ]
 
 
@@ -43,3 +46,10 @@ class SwitchError(RnnsweepError):
 
 class LaunchError(RnnsweepError):
     """Workers cannot be launched: a launcher's settings, storage or scheduler are unusable."""
+
+
+def closest(word: str, choices: list[str] | tuple[str, ...], cutoff: float = 0.6) -> str | None:
+    """The choice closest to ``word`` (difflib), for "did you mean" hints; None if none is
+    close. The one helper behind every such hint (spec keys, tasks, options)."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=cutoff)
+    return close[0] if close else None

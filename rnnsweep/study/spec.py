@@ -9,7 +9,6 @@ trial; its hash (everything but name, trial budget and device) guards resumes.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
@@ -24,7 +23,7 @@ from rnnsweep.backend import check_device, check_loop
 from rnnsweep.cells import ARCHS, GRU_RESETS, ModelConfig, canonical_arch, get_cell
 from rnnsweep.cells import count_params as _count_params
 from rnnsweep.cells import hidden_for_budget as _hidden_for_budget
-from rnnsweep.errors import SpecError
+from rnnsweep.errors import SpecError, closest
 from rnnsweep.tasks import TASKS, TaskOptionError, make_task
 
 if TYPE_CHECKING:
@@ -52,8 +51,8 @@ CRITICAL_ARCHS = ("rnn", "minimalrnn")  # cells the mean-field theory covers
 
 def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
     """`` (did you mean 'x'?)`` or an empty string."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest(word, choices, cutoff=0.5)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 def parse_count(value: int | float | str, what: str = "params") -> int:
