@@ -157,9 +157,14 @@ def create_study(spec: StudySpec, store: Store) -> tuple[bool, int, int]:
     Returns (resumed, requested trials, trials already complete). Raising
     ``trials`` on a resumed study adds the missing slots.
     """
+    plans = spec.cells()
+    # Read-only checks first: nothing is written into a foreign Optuna study or schema.
+    store.check_before_write(
+        spec.name,
+        {cell_study_name(spec.name, p.arch, p.depth): (p.arch, p.depth) for p in plans},
+    )
     resumed = store.register_study(spec.to_json(), spec.identity(), spec.spec_hash())
     store.touch_study(spec.name)
-    plans = spec.cells()
     for plan in plans:
         _open_cell(spec, store, plan)
     queue = SlotQueue(store.engine, spec.name)
