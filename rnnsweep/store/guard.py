@@ -47,6 +47,9 @@ def check_optuna_schema(con: sa.Connection, where: str) -> None:
     current = None
     if "alembic_version" in names:
         current = con.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+    if current is None and "studies" in names:
+        if not con.execute(sa.text("SELECT COUNT(*) FROM studies")).scalar():
+            return  # another process is creating this database right now: Optuna stamps it
     head = optuna_head_version()
     if current == head:
         return
