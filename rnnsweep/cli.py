@@ -216,7 +216,8 @@ class _Bar:
         self.progress.update(self.task, completed=done, feasible=feasible)
 
     def stop(self) -> None:
-        self.progress.stop()
+        if self.task is not None:  # a bar that never started prints nothing
+            self.progress.stop()
 
 
 @app.command()
@@ -405,8 +406,10 @@ def run(
     for name, value in (("--pack-size", pack_size), ("--threads", threads), ("--workers", workers)):
         if value < 1:
             raise typer.BadParameter(f"must be >= 1, got {value}", param_hint=name)
-    if heartbeat <= 0:
-        raise typer.BadParameter(f"must be > 0, got {heartbeat}", param_hint="--heartbeat")
+    if not heartbeat > 0 or heartbeat == float("inf"):  # NaN fails the first test
+        raise typer.BadParameter(
+            f"must be a finite number > 0, got {heartbeat}", param_hint="--heartbeat"
+        )
 
     # The store (checked, then created), and the run with a progress bar.
     url = resolve_url(storage)
@@ -443,10 +446,12 @@ def run(
         bar.stop()
         store.dispose()
     verb = "resumed" if summary.resumed else "created"
+    complete, _ = store.result_counts(spec.name)  # re-read: other runs may have helped
+    store.dispose()
     err.print(
         f"Study {spec.name!r} ({verb}) in {store.masked_url}: {summary.trials_run} trials run, "
         f"{summary.feasible_run} feasible, {summary.wall_time:.1f} s ({_storage_ms(summary)}); "
-        f"{summary.already_done + summary.trials_run}/{summary.requested} complete."
+        f"{complete}/{summary.requested} complete."
     )
     err.print(
         f"Next: rnnsweep report --study {spec.name}" + ("" if storage is None else " --storage ...")
@@ -592,7 +597,9 @@ def _launch(study, store, url: str, launcher: str, resources, n: int, args, quie
         f"{store.masked_url}: {n} workers{where}, {out.complete - out.done_before} trials run, "
         f"{out.wall_time:.1f} s; {out.complete}/{out.requested} complete."
     )
-    if launcher == "local" and out.failures:
+    # a worker that died is only a failure if the study is left incomplete (the counts are
+    # re-read from the store by launch())
+    if launcher == "local" and out.failures and out.complete < out.requested:
         err.print(
             f"{len(out.failures)} worker(s) failed (exit codes [{', '.join(out.failures)}]); "
             "run the same command again to finish."
@@ -669,8 +676,16 @@ def worker(
     for name, value in (("--pack-size", pack_size), ("--threads", threads)):
         if value < 1:
             raise typer.BadParameter(f"must be >= 1, got {value}", param_hint=name)
-    if heartbeat <= 0 or (grace is not None and grace <= 0):
-        raise typer.BadParameter("must be > 0", param_hint="--heartbeat/--grace")
+    if not 0 < heartbeat < float("inf"):  # NaN fails too
+        raise typer.BadParameter(
+            f"must be a finite number > 0, got {heartbeat}", param_hint="--heartbeat"
+        )
+    if grace is not None and not heartbeat < grace < float("inf"):
+        raise typer.BadParameter(
+            f"must be a finite number of seconds above --heartbeat ({heartbeat}), got {grace}: "
+            "a shorter grace makes every live trial look stale",
+            param_hint="--grace",
+        )
     store = Store(resolve_url(storage), create=False)
     bar = _Bar(study, enabled=not quiet)
     from rnnsweep.backend import check_loop
@@ -795,20 +810,25 @@ def _open_store(storage: str | None) -> Iterator[Any]:
     """A read-only store, closed on exit (so SQLite removes its -wal/-shm files)."""
     from rnnsweep.store import Store, resolve_url
 
-    store = Store(resolve_url(storage), create=False)
+    store = Store(resolve_url(storage), create=False, readonly=True)
     try:
         yield store
     finally:
         store.dispose()
 
 
-def _pick_study(store, study: str | None, fmt: str) -> str:
+def _pick_study(store, study: str | None, fmt: str, *, say: bool = True) -> str:
     if study is not None:
         store.study_spec(study)
         return study
     name = store.latest_study()
-    err.print(f"Study: {name} (the most recent; pass --study to choose another)")
+    if say:
+        _say_latest(name)
     return name
+
+
+def _say_latest(name: str) -> None:
+    err.print(f"Study: {name} (the most recent; pass --study to choose another)")
 
 
 @app.command()
@@ -854,6 +874,8 @@ def report(
         raise typer.BadParameter(
             f"{str(plot)!r} exists and is not a directory", param_hint="--plot"
         )
+    if plot is not None:
+        _check_writable_dir(plot if plot.exists() else plot.parent, "--plot")
     with _open_store(storage) as store:
         name = _pick_study(store, study, fmt)
         spec = store.study_spec(name)
@@ -960,8 +982,10 @@ def export(
             f"choose one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}", param_hint="--format"
         )
     with _open_store(storage) as store:
-        name = _pick_study(store, study, fmt)
+        name = _pick_study(store, study, fmt, say=False)
         paths = export_study(store, name, out, fmt)
+    if study is None:  # after the work: an error stays the only line
+        _say_latest(name)
     for p in paths:
         typer.echo(str(p))
 
@@ -1059,8 +1083,29 @@ def theory(
     ):
         if not math.isfinite(v) or v < 0:
             raise typer.BadParameter(f"must be a finite number >= 0, got {v}", param_hint=name)
+    for name, v in (
+        ("--sigma-w", sigma_w),
+        ("--sigma-v", sigma_v),
+        ("--sigma-b", sigma_b),
+        ("--mu-b", mu_b),
+        ("--R", R),
+    ):
+        if not abs(v) <= THEORY_LIMIT:  # NaN fails too
+            raise typer.BadParameter(
+                f"must be a finite number within +-{THEORY_LIMIT:g}, got {v}", param_hint=name
+            )
+    if T is not None and T < 1:
+        raise typer.BadParameter(f"must be a sequence length >= 1, got {T}", param_hint="--T")
     if plot is not None and not grid:
         raise typer.BadParameter("needs --grid", param_hint="--plot")
+    if plot is not None:  # before the grid is computed
+        if plot.is_dir():
+            raise typer.BadParameter(
+                f"{str(plot)!r} is a directory; give a file such as phase.png",
+                param_hint="--plot",
+            )
+        if plot.parent and plot.parent.is_dir():
+            _check_writable_dir(plot.parent, "--plot")
     if grid:
         ws, os_, other = default_axes(arch)  # type: ignore[arg-type]
         g = phase_grid(arch, ws, os_, sigma_v=sigma_v, R=R, other=other)
@@ -1266,6 +1311,27 @@ def _bench_launches(fmt: str) -> None:
     render(rows, fmt, columns=cols, title="gru d2 h64 B32, one training step (CPU count)")
 
 
+# |parameter| above which the mean-field quadratures overflow (variances ~ sigma^2 R).
+THEORY_LIMIT = 1e6
+
+
+def _check_writable_dir(directory: Path, hint: str) -> None:
+    """One line, before any work, when files cannot be written into ``directory``."""
+    import tempfile
+
+    directory = directory if str(directory) else Path(".")
+    if not directory.is_dir():
+        raise typer.BadParameter(f"directory {str(directory)!r} does not exist", param_hint=hint)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".rnnsweep-probe-", dir=directory)
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot write into {str(directory)!r}: {exc.strerror}", param_hint=hint
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one-line errors with exit 2, interrupts 130/143."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -1287,7 +1353,7 @@ def main(argv: list[str] | None = None) -> None:
         code = 2
     except RnnsweepError as exc:
         _one_line(str(exc))
-        code = 2
+        code = exc.exit_code  # 2; EXIT_ENVIRONMENT for a failure mid-run (errors.py)
     except KeyboardInterrupt:
         err.print(_INTERRUPTED, markup=False)
         code = 130
@@ -1295,13 +1361,20 @@ def main(argv: list[str] | None = None) -> None:
         err.print(_INTERRUPTED.replace("Interrupted", "Terminated"), markup=False)
         code = 143
     except Exception as exc:  # a bug, not bad input: say so, traceback on request
+        from rnnsweep.store.failures import environment_failure
+
+        failure = environment_failure(exc, "the storage")  # disk full, I/O error...
         if os.environ.get("RNNSWEEP_DEBUG"):
             raise
-        _one_line(
-            f"internal error: {type(exc).__name__}: {exc} "
-            "(set RNNSWEEP_DEBUG=1 for a traceback, and please report it)"
-        )
-        code = 1
+        if failure is not None:
+            _one_line(str(failure))
+            code = failure.exit_code
+        else:
+            _one_line(
+                f"internal error: {type(exc).__name__}: {exc} "
+                "(set RNNSWEEP_DEBUG=1 for a traceback, and please report it)"
+            )
+            code = 1
     finally:
         restore()
     sys.exit(code)
