@@ -146,9 +146,11 @@ def _root(
     ] = False,
 ) -> None:
     """rnnsweep: why some RNNs train and others don't."""
+    from rnnsweep.backend import env_loop
     from rnnsweep.switches import check_switches
 
     check_switches()  # a bad RNNSWEEP_* value: one line, exit 2, before any work
+    env_loop()  # likewise RNNSWEEP_LOOP
 
 
 def _check_device(device: str, *, auto: bool) -> None:

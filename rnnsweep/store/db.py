@@ -156,19 +156,25 @@ class Store:
         self._absent = {}
         self._tables_ready = True
 
-    def check_before_write(self, study: str, cells: Mapping[str, tuple[str, int]]) -> None:
+    def check_before_write(
+        self,
+        study: str,
+        cells: Mapping[str, tuple[str, int]],
+        schema: tuple[list[str], str],
+    ) -> None:
         """Everything that must hold before ``study`` writes a row, read only.
 
-        The Optuna schema is the installed Optuna's, and every Optuna study in
-        ``cells`` (name -> (arch, depth)) that already exists is this study's.
-        Raises ForeignStudyError (one line, nothing written) otherwise.
+        The Optuna schema is the installed Optuna's (``schema``: its revisions, oldest
+        first, and its release), and every Optuna study in ``cells`` (name -> (arch,
+        depth)) that already exists is this study's. Raises ForeignStudyError (one
+        line, nothing written) otherwise.
         """
         if self.reader is None:  # a SQLite file that does not exist yet
             return
         where = f"storage {self.masked_url!r}"
         try:
             with self.reader.connect() as con:
-                check_optuna_schema(con, where)
+                check_optuna_schema(con, where, *schema)
                 registered = False
                 if sa.inspect(con).has_table(studies.name):
                     registered = (

@@ -9,38 +9,27 @@ name rnnsweep would use (``STUDY.ARCH.dDEPTH``).
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 from collections.abc import Mapping
 
 import sqlalchemy as sa
 
 from rnnsweep.errors import ForeignStudyError
 
-__all__ = ["OWNER_ATTR", "check_optuna_schema", "check_ownership", "optuna_head_version"]
+__all__ = ["OWNER_ATTR", "check_optuna_schema", "check_ownership"]
 
 # The user attribute rnnsweep sets on every Optuna study it creates (study.optuna_bridge.open_cell),
 # with "arch" and "depth" beside it.
 OWNER_ATTR = "rnnsweep_study"
 
 
-@functools.lru_cache(maxsize=1)
-def optuna_head_version() -> str:
-    """The schema revision the installed Optuna writes (its newest alembic revision)."""
-    import optuna.storages._rdb.storage as rdb
-    from alembic.script import ScriptDirectory
+def check_optuna_schema(con: sa.Connection, where: str, versions: list[str], release: str) -> None:
+    """ForeignStudyError unless the Optuna tables are absent or at the installed head.
 
-    here = os.path.join(os.path.dirname(rdb.__file__), "alembic")
-    head = ScriptDirectory(here).get_current_head()
-    assert head is not None
-    return head
-
-
-def check_optuna_schema(con: sa.Connection, where: str) -> None:
-    """ForeignStudyError unless the Optuna tables are absent or at the installed head."""
-    import optuna
-
+    ``versions``: the installed Optuna's schema revisions, oldest first (the last is its
+    head); ``release``: its version. Both come from :mod:`rnnsweep.study.optuna_bridge`,
+    the one module that reads Optuna's internals.
+    """
     names = set(sa.inspect(con).get_table_names())
     if "studies" not in names and "version_info" not in names:
         return  # no Optuna tables yet: rnnsweep creates them
@@ -50,10 +39,10 @@ def check_optuna_schema(con: sa.Connection, where: str) -> None:
     if current is None and "studies" in names:
         if not con.execute(sa.text("SELECT COUNT(*) FROM studies")).scalar():
             return  # another process is creating this database right now: Optuna stamps it
-    head = optuna_head_version()
+    head = versions[-1]
     if current == head:
         return
-    known = _known_versions()
+    known = versions
     if current in known and known.index(current) > known.index(head):
         age = "newer than"
     elif current is None or current in known:
@@ -62,19 +51,10 @@ def check_optuna_schema(con: sa.Connection, where: str) -> None:
         age = "unknown to"
     raise ForeignStudyError(
         f"{where} holds an Optuna schema {current or 'without a version'} that is {age} the "
-        f"installed Optuna {optuna.__version__} (schema {head}); rnnsweep wrote nothing. "
+        f"installed Optuna {release} (schema {head}); rnnsweep wrote nothing. "
         "Use a new storage, or an Optuna of that schema (`optuna storage upgrade` migrates "
         "an older one, for every tool that uses it)"
     )
-
-
-@functools.lru_cache(maxsize=1)
-def _known_versions() -> list[str]:
-    import optuna.storages._rdb.storage as rdb
-    from alembic.script import ScriptDirectory
-
-    here = os.path.join(os.path.dirname(rdb.__file__), "alembic")
-    return [r.revision for r in reversed(list(ScriptDirectory(here).walk_revisions()))]
 
 
 def check_ownership(

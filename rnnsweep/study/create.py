@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rnnsweep.store.queue import SlotQueue
-from rnnsweep.study.optuna_bridge import cell_study_name, open_cell
+from rnnsweep.study.optuna_bridge import cell_study_name, open_cell, schema_versions
 
 if TYPE_CHECKING:
     from rnnsweep.store import Store
@@ -28,6 +28,7 @@ def create_study(study: ResolvedStudy, store: Store) -> tuple[bool, int, int]:
     store.check_before_write(
         spec.name,
         {cell_study_name(spec.name, p.arch, p.depth): (p.arch, p.depth) for p in study.plans},
+        schema_versions(),
     )
     resumed = store.register_study(study.stored, spec.identity(), study.spec_hash)
     store.touch_study(spec.name)

@@ -19,7 +19,9 @@ nowhere else: this module is what to change when Optuna changes.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -37,12 +39,27 @@ __all__ = [
     "CellStudy",
     "cell_study_name",
     "open_cell",
+    "schema_versions",
 ]
 
 # Optuna's key for constraint values (optuna/study/_constrained_optimization.py);
 # optuna-dashboard reads this list to mark trials infeasible, Optuna 5 reads it
 # as constraint "0". A value <= 0 is feasible.
 CONSTRAINTS_KEY = "constraints"
+
+
+@functools.cache
+def schema_versions() -> tuple[list[str], str]:
+    """The installed Optuna's storage schema revisions, oldest first (the last is the head
+    its RDB storage writes), and its release: what :meth:`rnnsweep.store.Store.check_before_write`
+    compares a database's ``alembic_version`` with. Read from Optuna's private alembic
+    scripts (``optuna.storages._rdb``)."""
+    import optuna.storages._rdb.storage as rdb
+    from alembic.script import ScriptDirectory
+
+    here = os.path.join(os.path.dirname(rdb.__file__), "alembic")
+    revisions = [r.revision for r in reversed(list(ScriptDirectory(here).walk_revisions()))]
+    return revisions, optuna.__version__
 
 
 def cell_study_name(study: str, arch: str, depth: int) -> str:
