@@ -225,6 +225,9 @@ def _meta(plan: _Plan, B: int, H: int, dtype: torch.dtype) -> dict[str, object]:
         "BB": bb,
         "HP": padded(H),
         "PREC": _precision(dtype),
+        # a guess, not measured: at HP = 64 a program's W^h (and backwards dW^h) tiles
+        # would take 96-192 registers per thread with 4 warps; 8 warps halve that
+        "num_warps": 8 if padded(H) >= 64 else 4,
     }
 
 
