@@ -18,7 +18,8 @@ installed, unless ``CI`` is set: then it fails.
    availability, precision switch and bad codes; no_grad, retain_graph, double backward;
 5. launches per training step: constant in T for the Triton loop, growing for the
    torch-op loop;
-6. where a CUDA GPU is present: the kernels compiled for it (a child process without
+6. compiled for real: every kernel through Triton's compiler and ptxas for sm_90 (no GPU
+   needed); where a CUDA GPU is present, the kernels run on it (a child process without
    the interpreter) against the CPU reference, every cell, float32 and float64.
 """
 
@@ -340,6 +341,26 @@ def test_cuda_kernels_compiled_for_the_gpu():
     result = subprocess.run([*args, "-k", "on_gpu"], cwd=root, env=env, capture_output=True,
                             text=True, timeout=1200)  # fmt: skip
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_kernels_compile_for_sm90_without_a_gpu():
+    """Every cell's two kernels through Triton's real compiler (frontend, LLVM, ptxas) for
+    an H100/H200, float32 at H = 64, in a child process without the interpreter: the
+    interpreter runs the kernels as Python and misses what only compiling finds (two such
+    bugs were found this way: a non-constexpr global, an LLVM crash on the LSTM backward)."""
+    env = {**os.environ, "TRITON_DEFAULT_FP_FUSION": "1"}
+    env.pop("TRITON_INTERPRET", None)
+    code = (
+        "from rnnsweep.kernels._triton import compile_report\n"
+        "for name, use in compile_report(90, 64).items(): print(name, use)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert len(lines) == 14 and all("REG:" in line for line in lines), result.stdout
 
 
 @pytest.mark.skipif(not ON_GPU, reason="run by test_cuda_kernels_compiled_for_the_gpu")
