@@ -344,12 +344,13 @@ def test_cuda_kernels_compiled_for_the_gpu():
 
 
 @pytest.mark.slow
-def test_kernels_compile_for_sm90_without_a_gpu():
+def test_kernels_compile_for_sm90_without_a_gpu(tmp_path):
     """Every cell's two kernels through Triton's real compiler (frontend, LLVM, ptxas) for
     an H100/H200, float32 at H = 64, in a child process without the interpreter: the
     interpreter runs the kernels as Python and misses what only compiling finds (two such
     bugs were found this way: a non-constexpr global, an LLVM crash on the LSTM backward)."""
-    env = {**os.environ, "TRITON_DEFAULT_FP_FUSION": "1"}
+    # a fresh cache: compiler flags (the SLP workaround) are not part of Triton's cache key
+    env = {**os.environ, "TRITON_DEFAULT_FP_FUSION": "1", "TRITON_CACHE_DIR": str(tmp_path)}
     env.pop("TRITON_INTERPRET", None)
     code = (
         "from rnnsweep.kernels._triton import compile_report\n"
