@@ -48,6 +48,13 @@ allows TF32. float64 runs through the same kernels (Triton's ``tl.dot`` accepts
 float64; checked under the interpreter only, not on a GPU). tanh is
 ``2 sigma(2a) - 1``, which saturates without NaN.
 
+Compiling for CUDA: launches pass ``maxnreg=255`` (ptxas otherwise gave the forward 32
+registers and kilobytes of spills), 2 pipeline stages (3 took the LSTM backward with
+TF32 over an H100's shared memory), 8 warps at HP >= 64; the kernels module turns LLVM's
+SLP vectorizer off, which crashed on the LSTM kernels. :func:`compile_report` compiles
+every kernel for a GPU generation without a GPU and reports registers, spills and shared
+memory (docs/PERFORMANCE.md has the figures).
+
 Where it runs (:func:`unavailable`): CUDA when triton imports; the CPU only
 under Triton's interpreter, ``TRITON_INTERPRET=1``, which must be set before the
 kernels module is first imported (``@triton.jit`` reads it at decoration time);
@@ -84,6 +91,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CODES",
     "WH_BUDGET_BYTES",
+    "compile_report",
     "fits",
     "launch_count",
     "member_codes",
