@@ -39,11 +39,13 @@ from rnnsweep.store import Store
 from rnnsweep.store.queue import Slot, SlotQueue
 from rnnsweep.study.params import slot_params
 from rnnsweep.study.space import (
+    ADAPTIVE_SAMPLERS,
     TrialSettings,
     derive_seed,
     distributions,
     make_sampler,
     settings_from_params,
+    task_for,
 )
 from rnnsweep.study.spec import CellPlan, StudySpec, spec_from_json
 from rnnsweep.train import MemberResult, MemberSpec, train_pack
@@ -290,6 +292,7 @@ class _Cell:
         self.dists = distributions(spec.space_for(plan.arch), plan.arch)
         self.storage = self.study._storage  # the RDB storage the study already holds
         self.study_id = self.storage.get_study_id_from_name(self.study.study_name)
+        self.tasks: dict[int, Any] = {}  # b -> task, when the study tunes b (space.b)
 
 
 def _fail_if_running(cell: _Cell, trial_id: int | None) -> None:
@@ -323,7 +326,7 @@ def _start_attempt(spec: StudySpec, cell: _Cell, slot: Slot, queue: SlotQueue) -
     if slot.params is not None:  # a re-run: the same trial again
         params, seed = slot.params, int(slot.seed)
         trial = _create_trial(cell, params, {**attrs, "seed": seed})
-    elif spec.sampler == "tpe":
+    elif spec.sampler in ADAPTIVE_SAMPLERS:
         seed = derive_seed(spec.seed, "trial", plan.arch, plan.depth, slot.slot)
         trial = cell.study.ask(fixed_distributions=cell.dists)
         for k, v in {**attrs, "seed": seed}.items():
@@ -505,13 +508,16 @@ def _train_and_commit(
     """
     plan = cell.plan
     # Members of one pack share the nonlinearity (it is compiled into the kernels'
-    # pointwise math); everything else, optimizer included, varies per member.
-    groups: dict[str, list[int]] = defaultdict(list)
+    # pointwise math) and the task (a tuned b is a different data set); everything
+    # else, optimizer included, varies per member.
+    groups: dict[tuple[str, int | None], list[int]] = defaultdict(list)
     for i, a in enumerate(attempts):
-        groups[a.settings.nonlinearity].append(i)
+        groups[(a.settings.nonlinearity, a.settings.b)].append(i)
     done = feasible = 0
     t_store = 0.0
-    for nl, idx in groups.items():
+    study_task = task
+    for (nl, _b), idx in groups.items():
+        task = task_for(spec, attempts[idx[0]].settings, cell.tasks) or study_task
         model_cfg = ModelConfig(
             plan.arch,
             task.n_in,
@@ -690,7 +696,16 @@ def _commit(
     if store.commit_trial(row, res.curve, attempt.slot.id, worker) is None:
         _fail_if_running(cell, trial._trial_id)
         return None
-    _tell(cell, trial._trial_id, res.diverged, res.final_loss, solved, plan)
+    # The value the sampler minimises: the eval loss, or the task's own objective
+    # (capacity: minus the stored bits, which Collins' tuner maximised).
+    _tell(
+        cell,
+        trial._trial_id,
+        res.diverged,
+        task.objective(res.final_loss, res.metric),
+        solved,
+        plan,
+    )
     return not res.diverged
 
 
