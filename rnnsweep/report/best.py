@@ -169,7 +169,14 @@ def best_report(
         f"best trial per cell by {column} "
         f"({'highest' if frame is not None and higher_is_better(column, frame) else 'lowest'})"
     )
-    notes = [n for n in map(adaptive_note, samplers) if n is not None]
+    from rnnsweep.study.spec import ADAPTIVE_SAMPLERS
+
+    notes = [
+        f"Note: {s} is adaptive: each row is the best of the points it chose to try; "
+        "a larger trial budget can only raise it."
+        for s in samplers
+        if s in ADAPTIVE_SAMPLERS
+    ]
     if frame is None or frame.empty:
         return BestReport([], title, [*notes, "No complete trials yet."], [], {})
     rows = best_rows(frame, column)

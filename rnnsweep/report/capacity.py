@@ -50,6 +50,16 @@ def knee_width(widths: Sequence[float], errors: Sequence[float]) -> float | None
     return pts[int(np.argmax(change)) + 1][0]
 
 
+def _plain_ticks(ax) -> None:
+    """Log axes labelled 200, 300, 1000 rather than 2 x 10^2."""
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(NullFormatter())
+
+
 def _label(row: dict[str, Any]) -> str:
     return f"{row['arch']} d{row['depth']}"
 
@@ -81,6 +91,7 @@ def plot_bits_vs_params(rows: Sequence[dict[str, Any]], path: Path, title: str) 
         ax.plot(p, 1.0 * p, "k:", lw=1.0, label="1 bit/param")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _plain_ticks(ax)
     ax.set_xlabel("parameters")
     ax.set_ylabel("stored bits of the best trial, $b\\,(1 - H(p))$")
     ax.set_title(title, fontsize=10)
