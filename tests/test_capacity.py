@@ -241,3 +241,24 @@ def test_best_rows_name_the_columns_on_a_typo() -> None:
 
     with pytest.raises(SpecError, match="no such column.*bits_per_param"):
         best_rows(_frame(), "bits_per_parm")
+
+
+# --------------------------------------------------------------------------- study files
+
+
+def test_collins_study_files_hold_what_the_docs_say() -> None:
+    from pathlib import Path
+
+    from rnnsweep.study import spec_from_dict
+    from rnnsweep.study.spec import load_toml
+
+    root = Path(__file__).resolve().parent.parent / "studies"
+    cap = spec_from_dict(load_toml(root / "collins-capacity.toml"))
+    assert cap.sampler == "gp" and cap.task == "capacity"
+    cells = {(p.arch, p.depth) for p in cap.cells()}
+    assert cells == {("rnn", 1), ("ugrnn", 1), ("gru", 1), ("lstm", 1), ("plusrnn", 2)}
+    assert cap.space.b is not None and not cap.space.b.fixed  # b is tuned
+    assert all(p.params <= 300 for p in cap.cells())
+    mem = spec_from_dict(load_toml(root / "collins-memory.toml"))
+    assert mem.sampler == "gp" and mem.task == "memory"
+    assert mem.task_options["n_vec"] == 16 and mem.model.hidden == 16
