@@ -200,6 +200,7 @@ def best_report(
             )
             paths.append(path)
             for cell, k in knees.items():
-                notes.append(f"knee of {cell}: n_h = {k} (n_vec = {n_vec})")
+                where = f"{k:g}" if k is not None else "none (needs 3 widths)"
+                notes.append(f"knee of {cell}: n_h = {where} (n_vec = {n_vec})")
         notes += [f"wrote {p}" for p in paths]
     return BestReport(rows, title, notes, paths, knees)

@@ -122,6 +122,10 @@ def plot_error_vs_width(
             ax.plot([k], [e[w.index(k)]], marker="*", ms=15, color=line.get_color(), mec="k")
     if n_vec is not None:
         ax.axvline(n_vec, color="k", ls="--", lw=1.2, label=f"$n_h$ = {n_vec} reals to store")
+        # One real per unit, exactly: n_h of the n_vec unit-variance values kept, the rest
+        # predicted by their mean, gives MSE 1 - n_h / n_vec (0 from n_h = n_vec on).
+        w = np.linspace(min(r["hidden"] for r in rows), n_vec * 0.97, 50)
+        ax.plot(w, 1 - w / n_vec, color="0.5", ls=":", lw=1.5, label="$1 - n_h/n_{vec}$")
     ax.plot([], [], "k*", ms=10, label="knee (max change of log-slope)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
