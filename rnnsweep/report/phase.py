@@ -99,7 +99,7 @@ def phase_heatmap(
         else f"held-out {'/'.join(sorted(names)) or 'metric'} after training (median per cell)"
     )
     bx, by, grid = metric_grid(df, x, y, xlog, ylog)
-    fig, ax = plt.subplots(figsize=(6.6, 5.0))
+    fig, ax = plt.subplots(figsize=(6.6, 5.4))
     cmap = "viridis" if higher else "viridis_r"
     mesh = ax.pcolormesh(bx, by, grid, cmap=cmap, shading="flat")
     fig.colorbar(mesh, ax=ax, label=metric_label)
@@ -113,25 +113,34 @@ def phase_heatmap(
         gy = np.geomspace(by[0], by[-1], 80) if ylog else np.linspace(by[0], by[-1], 80)
         chi, xi = xi_contours(gx, gy)
         if chi is not None:
-            ax.contour(gx, gy, chi.T, levels=[1.0], colors="w", linewidths=2.2)
-            ax.plot([], [], "w-", lw=2, label="$\\chi = 1$ (mean field)")
+            from matplotlib import patheffects
+
+            halo = [patheffects.withStroke(linewidth=3.6, foreground="k")]
+            if np.nanmin(chi) < 1.0 < np.nanmax(chi):  # the critical line crosses the plane
+                cs1 = ax.contour(gx, gy, chi.T, levels=[1.0], colors="w", linewidths=2.2)
+                cs1.set(path_effects=halo)
+                ax.plot([], [], "w-", lw=2, path_effects=halo, label="$\\chi = 1$ (mean field)")
             if T:
                 levels = sorted({T / 4, T / 2, float(T), 2.0 * T})
                 cs = ax.contour(
                     gx, gy, xi.T, levels=levels, colors="magenta", linestyles="--", linewidths=1.1
                 )
-                ax.clabel(cs, fmt=lambda v: f"$\\xi$={v:.0f}", fontsize=7)
+                ax.clabel(cs, fmt=lambda v: f"{v:.0f}", fontsize=7)
                 ax.plot([], [], "--", color="magenta", label=f"$\\xi$ = T/4 .. 2T (T = {T})")
-    if xlog:
-        ax.set_xscale("log")
-    if ylog:
-        ax.set_yscale("log")
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    for axis, is_log in ((ax.xaxis, xlog), (ax.yaxis, ylog)):
+        if is_log:
+            (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(ScalarFormatter())
+            axis.set_minor_formatter(NullFormatter())
     ax.set_xlim(bx[0], bx[-1])
     ax.set_ylim(by[0], by[-1])
     ax.set_xlabel(labels(x))
     ax.set_ylabel(labels(y))
     ax.set_title(title, fontsize=10)
-    leg = ax.legend(fontsize=7, loc="upper right", framealpha=0.8)
+    leg = ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=4)
     leg.get_frame().set_facecolor("0.85")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
