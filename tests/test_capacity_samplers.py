@@ -126,13 +126,15 @@ def test_adaptive_sampler_from_the_cli(cli, tmp_path, sampler) -> None:
     assert rep.code == 0 and f"Note: {sampler} is adaptive" in rep.err
 
 
-def test_gp_points_repeat_for_a_seed(cli, tmp_path) -> None:
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler", ["gp", "cmaes"])
+def test_adaptive_points_repeat_for_a_seed(cli, tmp_path, sampler) -> None:
     """One worker asking one trial at a time: the same seed gives the same points, past
-    the random start-up trials (6 trials, GP from the 5th)."""
+    the random start-up trials (6 trials: GP from the 5th, CMA-ES from the 2nd)."""
     points = []
     for i in range(2):
         db = tmp_path / f"d{i}.db"
-        assert _run_file(cli, tmp_path, "gp", db).code == 0
+        assert _run_file(cli, tmp_path, sampler, db).code == 0
         points.append([json.loads(r[5])["settings"] for r in _trials(db)])
     assert points[0] == points[1]
 
