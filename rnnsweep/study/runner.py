@@ -740,6 +740,9 @@ def _finish_told_late(store: Store, cells: dict[str, _Cell]) -> None:
             t._trial_id for t in cell.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         ]
         for row in store.trial_rows(running):
+            # Debt: this tells the eval loss, not task.objective (capacity's minus bits), so
+            # a late-told capacity trial enters a gp/tpe model on the wrong scale. Rare: a
+            # worker must die between its commit and its tell.
             final = row["final_loss"] if row["final_loss"] is not None else math.nan
             _tell(
                 cell,
