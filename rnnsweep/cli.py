@@ -858,8 +858,20 @@ def report(
     curves_by: Annotated[
         str, typer.Option(help="Group learning curves by these columns.")
     ] = "arch",
+    best: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead: the best trial per (arch, depth, params, hidden) by this column, "
+            "e.g. bits_per_param (Collins' capacity view); --study may list several studies, "
+            "comma-separated (one per budget or width).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Feasible fraction (Wilson 95% CI), solved fraction and losses per arch and depth."""
+    if best is not None:
+        _report_best(study, best, fmt, storage, plot)
+        return
     from rnnsweep.render import Column, render
     from rnnsweep.report import REPORT_COLUMNS, add_collins, feasibility_rows, parse_by
     from rnnsweep.report.theory import PLOT_AXES, backend_summary, xi_contours_for
@@ -892,17 +904,17 @@ def report(
             Column("infeasible_pct", "infeasible %", ".1f"),
             Column("collins_infeasible_pct", "Collins T1 %", ".1f"),
         ]
+    from rnnsweep.report.best import adaptive_note, sampler_label
+
     title = (
-        f"{name}: task {spec['task']}, sampler {spec['sampler']}\n"
+        f"{name}: task {spec['task']}, sampler {sampler_label(spec['sampler'])}\n"
         "feasible = training did not diverge (Collins et al.); "
         "solved = final eval loss under the task threshold"
     )
     render(rows, fmt, columns=columns, title=title)
-    if spec["sampler"] == "tpe" and rows:
-        err.print(
-            "Note: tpe samples where the loss was low, so these fractions measure where the "
-            "optimiser looked, not the volume of the feasible region; use random or qmc for that."
-        )
+    note = adaptive_note(spec["sampler"])
+    if note and rows:
+        err.print(note)
     if not rows:
         err.print(f"Study {name!r} has no complete trials yet.")
     else:
@@ -930,6 +942,25 @@ def report(
         )
         for p in paths:
             err.print(f"wrote {p}")
+
+
+def _report_best(study: str | None, column: str, fmt: str, storage, plot: Path | None) -> None:
+    """``report --best COLUMN``: the best trial per cell over one or several studies."""
+    from rnnsweep.render import Column, render
+    from rnnsweep.report.best import BEST_COLUMNS, BEST_KEYS, best_report
+
+    if plot is not None and plot.exists() and not plot.is_dir():
+        raise typer.BadParameter(
+            f"{str(plot)!r} exists and is not a directory", param_hint="--plot"
+        )
+    with _open_store(storage) as store:
+        names = [s.strip() for s in study.split(",") if s.strip()] if study else []
+        names = names or [_pick_study(store, None, fmt)]
+        result = best_report(store, names, column, plot)
+    columns = [Column(k, k) for k in BEST_KEYS] + BEST_COLUMNS
+    render(result.rows, fmt, columns=columns, title=result.title)
+    for line in result.notes:
+        err.print(line, markup=False)
 
 
 @app.command()

@@ -382,7 +382,7 @@ def test_arith_targets_are_the_sum_of_the_decoded_operands(max_digits: int) -> N
 
 
 def test_registry_lists_every_task_by_its_name() -> None:
-    new = {"sine", "order", "digits", "charlm"}
+    new = {"sine", "order", "digits", "charlm", "rcf"}
     assert set(TASKS) == {"parens", "memory", "capacity", "adding", "arith"} | new
     for name in ALL:
         cls = TASKS[name]
@@ -395,7 +395,7 @@ def test_unknown_task_suggests_the_closest_name() -> None:
         make_task("paren")
     msg = str(err.value)
     assert "'paren'" in msg and "did you mean 'parens'?" in msg
-    assert "adding, arith, capacity, charlm, digits, memory, order, parens, sine" in msg
+    assert "adding, arith, capacity, charlm, digits, memory, order, parens, rcf, sine" in msg
     with pytest.raises(TaskOptionError, match="unknown task 'zzz'"):
         task_option_names("zzz")
 

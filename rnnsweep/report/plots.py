@@ -7,6 +7,9 @@
   by final loss, over a binned feasible-fraction background; when the axes are
   mean-field parameters (init_scale = sigma_w against b_fg = mu_b or sigma_b) of
   a cell the theory covers, contours of the timescale xi are drawn on top.
+- ``phase_<arch>.png``: on those mean-field planes only, Chen et al.'s picture: the
+  trained metric (accuracy, or held-out loss) as a heatmap over the grid, with the
+  chi = 1 line and xi contours over it (:mod:`rnnsweep.report.phase`).
 - ``final_loss_box.png``: final loss of feasible trials per architecture and
   depth, in the style of Collins et al. Fig. 5.
 - ``curves.png``: median held-out loss against step per group (e.g. init), with
@@ -237,6 +240,22 @@ def plot_study(
                 T,
             )
         )
+        if contours is not None:  # a mean-field plane: Chen's heatmap of the trained metric
+            from rnnsweep.report.phase import phase_heatmap
+
+            paths.append(
+                phase_heatmap(
+                    g,
+                    x,
+                    y,
+                    out_dir / f"phase_{arch}.png",
+                    f"{name}: {arch}, trained metric over the phase plane",
+                    contours,
+                    T,
+                    labels=_label,
+                    log_axes=LOG_AXES,
+                )
+            )
     paths.append(
         final_loss_box(
             trials, out_dir / "final_loss_box.png", f"{name}: final loss of feasible trials"

@@ -108,6 +108,7 @@ class CellStudy:
         self.dists = distributions(spec.space_for(plan.arch), plan.arch)
         self.storage = self.study._storage  # the RDB storage the study already holds
         self.study_id = self.storage.get_study_id_from_name(self.study.study_name)
+        self.tasks: dict[int, Any] = {}  # b -> task, when the study tunes b (space.b)
 
     @property
     def name(self) -> str:
@@ -175,5 +176,8 @@ def finish_told_late(store: Store, cells: Iterable[CellStudy]) -> None:
     whose result is stored: tell it now, from the stored row."""
     for cell in cells:
         for row in store.trial_rows(cell.running_trial_ids()):
+            # Debt: this tells the eval loss, not task.objective (capacity's minus bits), so
+            # a late-told capacity trial enters a gp/tpe model on the wrong scale. Rare: a
+            # worker must die between its commit and its tell.
             final = row["final_loss"] if row["final_loss"] is not None else math.nan
             cell.tell(row["optuna_trial_id"], bool(row["diverged"]), final, bool(row["solved"]))

@@ -24,7 +24,12 @@ import math
 from typing import Any
 
 import numpy as np
-from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 from scipy.stats import qmc
 
 from rnnsweep.study.space import derive_seed, grid
@@ -36,6 +41,9 @@ def _from_unit(u: float, dist: BaseDistribution) -> Any:
     """Map u in [0, 1) to a value of ``dist`` (inverse CDF of the uniform law)."""
     if isinstance(dist, CategoricalDistribution):
         return dist.choices[min(int(u * len(dist.choices)), len(dist.choices) - 1)]
+    if isinstance(dist, IntDistribution):  # a tuned sample count b: the float law, rounded
+        as_float = FloatDistribution(dist.low, dist.high, log=dist.log)
+        return int(min(max(round(_from_unit(u, as_float)), dist.low), dist.high))
     assert isinstance(dist, FloatDistribution), f"unsupported distribution {dist!r}"
     if dist.log:
         lo, hi = math.log(dist.low), math.log(dist.high)

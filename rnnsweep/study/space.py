@@ -12,12 +12,28 @@ from optuna.distributions import (
     BaseDistribution,
     CategoricalDistribution,
     FloatDistribution,
+    IntDistribution,
 )
 
 from rnnsweep.cells import get_cell
-from rnnsweep.study.spec import CellPlan, SearchSpace, StudySpec
+from rnnsweep.study.spec import ADAPTIVE_SAMPLERS, CellPlan, SearchSpace, StudySpec
+from rnnsweep.tasks import Task, make_task
 
-__all__ = ["TrialSettings", "derive_seed", "distributions", "make_sampler", "settings_from_params"]
+__all__ = [
+    "ADAPTIVE_SAMPLERS",
+    "GP_STARTUP_TRIALS",
+    "TrialSettings",
+    "derive_seed",
+    "distributions",
+    "make_sampler",
+    "settings_from_params",
+    "task_for",
+]
+
+# Random trials before the Gaussian process takes over. Optuna's default is 10; Collins-
+# style capacity studies at this machine's scale give a cell 10-20 trials, so half of them
+# would be random. 4 points seed a GP over the 4-6 dimensions of our spaces well enough.
+GP_STARTUP_TRIALS = 4
 
 
 def derive_seed(*parts: object) -> int:
@@ -44,6 +60,8 @@ def distributions(space: SearchSpace, arch: str) -> dict[str, BaseDistribution]:
     for name, options in space.choices().items():
         if _varies(arch, name) and len(options) > 1:
             dists[name] = CategoricalDistribution(list(options))
+    if space.b is not None and not space.b.fixed:
+        dists["b"] = IntDistribution(int(space.b.low), int(space.b.high), log=space.b.log)
     return dists
 
 
@@ -59,25 +77,71 @@ def grid(space: SearchSpace, arch: str) -> dict[str, list[Any]]:
                 pts = np.geomspace(dist.low, dist.high, n)
             else:
                 pts = np.linspace(dist.low, dist.high, n)
-            values[name] = [float(p) for p in pts]
+            if isinstance(dist, IntDistribution):
+                values[name] = sorted({int(round(float(p))) for p in pts})
+            else:
+                values[name] = [float(p) for p in pts]
     return values
+
+
+def _stored_constraint(trial: optuna.trial.FrozenTrial) -> tuple[float, ...]:
+    """The feasibility constraint the runner stored on a trial (1 diverged, 0 not)."""
+    return tuple(trial.system_attrs.get("constraints", (0.0,)))
 
 
 def make_sampler(spec: StudySpec, plan: CellPlan) -> optuna.samplers.BaseSampler:
     """The Optuna sampler a cell's study asks with.
 
-    Only ``tpe`` asks Optuna for points: it adapts to the results so far. With
-    several trials in flight (a pack, several workers) it runs as a *constant
-    liar*: each running trial counts as a bad result, so a batch of asks spreads
-    out instead of piling on one point (Optuna's ``constant_liar=True``; the
-    price is a little exploitation per batch). ``random``, ``qmc`` and ``grid``
-    points are a pure function of (seed, cell, slot), computed in
-    :mod:`rnnsweep.study.params` so that results do not depend on worker count or
-    ask order; their studies keep a seeded RandomSampler that is never asked.
+    The adaptive samplers (:data:`ADAPTIVE_SAMPLERS`) ask Optuna for points: each
+    depends on the results so far, so their feasible fractions say where the
+    optimiser looked, and every report labels them *adaptive*.
+
+    - ``tpe``: with several trials in flight (a pack, several workers) it runs as a
+      *constant liar*: each running trial counts as a bad result, so a batch of asks
+      spreads out instead of piling on one point (Optuna's ``constant_liar=True``).
+    - ``gp``: Optuna's GPSampler, a Gaussian-process Bayesian optimiser (log expected
+      improvement), Collins et al.'s choice of tuner. Diverged trials are infeasible
+      through the constraint value the runner stores on every trial (system attribute
+      ``constraints``, 1 diverged / 0 not): Optuna 5's GPSampler and TPESampler read it
+      from the trials themselves and switch to constrained expected improvement (the
+      ``constraints_func`` argument is deprecated there and only computes that value).
+      Running trials enter as pending points (qLogEI), the GP analogue of the liar.
+      ``GP_STARTUP_TRIALS`` random trials come first.
+    - ``cmaes``: Optuna's CmaEsSampler over the *numeric* dimensions only (CMA-ES has
+      no categorical moves): categorical ones (nonlinearity, optimizer, init) fall back
+      to an independent seeded RandomSampler, and so does everything when fewer than
+      two numeric dimensions vary. It ignores the constraint; a diverged trial's
+      value is +inf, which Optuna's CMA-ES ranks last.
+
+    All three take a seed derived from (study seed, cell): one worker asking one trial
+    at a time gets the same points on a re-run (the GP fit and its acquisition
+    optimiser are seeded through it; the tests check gp and cmaes). With several
+    workers or packs the points depend on which results had arrived when each ask was
+    made, so no adaptive sampler is reproducible across worker counts or pack sizes.
+
+    ``random``, ``qmc`` and ``grid`` points are a pure function of (seed, cell, slot),
+    computed in :mod:`rnnsweep.study.params` so that results do not depend on worker
+    count or ask order; their studies keep a seeded RandomSampler that is never asked.
     """
     seed = derive_seed(spec.seed, "sampler", plan.arch, plan.depth)
     if spec.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    if spec.sampler == "gp":
+        # Optuna 4 reads constraints only through constraints_func (Optuna 5 reads the
+        # stored attribute itself and deprecates the argument): hand it the stored value.
+        legacy = int(optuna.__version__.split(".")[0]) < 5
+        return optuna.samplers.GPSampler(
+            seed=seed,
+            n_startup_trials=GP_STARTUP_TRIALS,
+            independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+            **({"constraints_func": _stored_constraint} if legacy else {}),
+        )
+    if spec.sampler == "cmaes":
+        return optuna.samplers.CmaEsSampler(
+            seed=seed,
+            independent_sampler=optuna.samplers.RandomSampler(seed=seed),
+            warn_independent_sampling=False,  # categorical dimensions: documented above
+        )
     return optuna.samplers.RandomSampler(seed=seed)
 
 
@@ -95,6 +159,7 @@ class TrialSettings:
     seed: int
     sigma_b: float = 0.0  # bias spread at init
     sigma_v: float | None = None  # input weight scale (None: init_scale)
+    b: int | None = None  # the task's sample count when tuned (space.b); None: the task's own
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,6 +185,12 @@ def settings_from_params(
             return str(params[name])
         return space.choices()[name][0]
 
+    b: int | None = None
+    if "b" in params:
+        b = int(params["b"])
+    elif space.b is not None:  # a fixed value given as space.b
+        b = int(space.b.low)
+
     nl = choice("nonlinearity")
     if len(cell.nonlinearities) == 1:
         nl = cell.nonlinearities[0]
@@ -134,4 +205,18 @@ def settings_from_params(
         seed=seed,
         sigma_b=num("sigma_b"),
         sigma_v=sigma_v,
+        b=b,
     )
+
+
+def task_for(spec: StudySpec, settings: TrialSettings, cache: dict[int, Task]) -> Task | None:
+    """The task a trial trains on when its ``b`` is tuned, else None (the study's task).
+
+    ``cache`` maps b to a built task, so that trials sharing a b share one (a
+    capacity task draws its b patterns when built).
+    """
+    if settings.b is None:
+        return None
+    if settings.b not in cache:
+        cache[settings.b] = make_task(spec.task, {**spec.task_options, "b": settings.b})
+    return cache[settings.b]

@@ -24,13 +24,14 @@ from rnnsweep.cells import ARCHS, GRU_RESETS, ModelConfig, canonical_arch, get_c
 from rnnsweep.cells import count_params as _count_params
 from rnnsweep.cells import hidden_for_budget as _hidden_for_budget
 from rnnsweep.errors import SpecError, closest
-from rnnsweep.tasks import TASKS, TaskOptionError, make_task
+from rnnsweep.tasks import TASKS, TaskOptionError, make_task, task_option_names
+from rnnsweep.train import OPTIMIZERS, TrainConfig
 
 if TYPE_CHECKING:
     from rnnsweep.tasks.base import Task
-from rnnsweep.train import OPTIMIZERS, TrainConfig
 
 __all__ = [
+    "ADAPTIVE_SAMPLERS",
     "LIMITS",
     "SAMPLERS",
     "CellPlan",
@@ -44,7 +45,10 @@ __all__ = [
     "spec_from_json",
 ]
 
-SAMPLERS = ("random", "qmc", "tpe", "grid")
+SAMPLERS = ("random", "qmc", "tpe", "grid", "gp", "cmaes")
+# Samplers whose next point depends on the results so far: their feasible fractions
+# measure where the optimiser looked, not the volume of the feasible region.
+ADAPTIVE_SAMPLERS = ("tpe", "gp", "cmaes")
 NONLINEARITIES = ("tanh", "relu")
 INITS = ("gaussian", "orthogonal", "critical")
 CRITICAL_ARCHS = ("rnn", "minimalrnn")  # cells the mean-field theory covers
@@ -160,6 +164,9 @@ class SearchSpace:
     optimizer: tuple[str, ...] = _DEFAULT_CHOICES["optimizer"]
     init: tuple[str, ...] = _DEFAULT_CHOICES["init"]
     grid_points: int = 3  # values per numeric dimension for the grid sampler
+    # The task's sample count b, tuned per trial as in Collins' capacity experiments
+    # (an integer, log-uniform); None: the task option's fixed value.
+    b: Range | None = None
 
     def numeric(self) -> dict[str, Range]:
         out = {k: getattr(self, k) for k in _DEFAULT_NUMERIC}
@@ -174,6 +181,8 @@ class SearchSpace:
         d: dict[str, Any] = {k: r.to_json() for k, r in self.numeric().items()}
         d.update({k: list(v) for k, v in self.choices().items()})
         d["grid_points"] = self.grid_points
+        if self.b is not None:
+            d["b"] = self.b.to_json()
         return d
 
 
@@ -489,6 +498,10 @@ def _parse_space(d: Mapping[str, Any], where: str = "[space]") -> SearchSpace:
             kw[k] = _parse_choices(k, d[k])
     if "grid_points" in d:
         kw["grid_points"] = _int(d["grid_points"], "space.grid_points", 1, LIMITS["grid_points"])
+    if "b" in d:
+        kw["b"] = _parse_range("b", d["b"], Range(1.0, 1.0, True))
+        if kw["b"].low < 1 or kw["b"].low != int(kw["b"].low) or kw["b"].high != int(kw["b"].high):
+            raise SpecError(f"space.b is a sample count: whole numbers >= 1, got {d['b']!r}")
     return SearchSpace(**kw)
 
 
@@ -534,6 +547,20 @@ def _parse_exclude(
             raise SpecError(f"exclude entry {item!r} names no cell of this study")
         out.add((arch, depth))
     return out
+
+
+def _check_tuned_b(task: str, options: Mapping[str, Any], spaces: list[SearchSpace]) -> None:
+    """A tuned ``b`` needs a task with a ``b`` option, and both ends must be valid for it."""
+    for sp in spaces:
+        if sp.b is None:
+            continue
+        if "b" not in task_option_names(task):
+            raise SpecError(f"space.b tunes a task's sample count b; task {task!r} has none")
+        for end in (sp.b.low, sp.b.high):
+            try:
+                make_task(task, {**options, "b": int(end)})
+            except TaskOptionError as exc:
+                raise SpecError(f"space.b: {exc}") from None
 
 
 def default_name(task: str, archs: tuple[str, ...], depths: tuple[int, ...]) -> str:
@@ -636,6 +663,7 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
     loop = check_loop(train_d.get("loop", "auto"), "[train] loop")
 
     space, space_overrides, space_raw = _parse_spaces(_table(d, "space"), archs)
+    _check_tuned_b(task, task_options, [space, *space_overrides.values()])
     if any("critical" in space_overrides.get(a, space).init for a in archs):
         bad = [
             a

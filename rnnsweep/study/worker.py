@@ -37,7 +37,13 @@ from rnnsweep.study.create import create_study
 from rnnsweep.study.optuna_bridge import CellStudy, finish_told_late, trial_id
 from rnnsweep.study.params import slot_params
 from rnnsweep.study.resolved import ResolvedStudy, resolve_stored
-from rnnsweep.study.space import TrialSettings, derive_seed, settings_from_params
+from rnnsweep.study.space import (
+    ADAPTIVE_SAMPLERS,
+    TrialSettings,
+    derive_seed,
+    settings_from_params,
+    task_for,
+)
 from rnnsweep.theory.trial import critical_sigma_w, xi_bin, xi_of
 from rnnsweep.train import MemberResult, MemberSpec, train_pack
 
@@ -45,6 +51,7 @@ if TYPE_CHECKING:
     import optuna
 
     from rnnsweep.store import Store
+    from rnnsweep.tasks.base import Task
 
 __all__ = [
     "Progress",
@@ -199,7 +206,7 @@ def _start_attempt(study: ResolvedStudy, cell: CellStudy, slot: Slot, queue: Slo
     if slot.params is not None:  # a re-run: the same trial again
         params, seed = slot.params, int(slot.seed)
         trial = cell.create_trial(params, {**attrs, "seed": seed})
-    elif spec.sampler == "tpe":
+    elif spec.sampler in ADAPTIVE_SAMPLERS:
         seed = derive_seed(spec.seed, "trial", plan.arch, plan.depth, slot.slot)
         trial = cell.ask_trial({**attrs, "seed": seed})
         params = dict(trial.params)
@@ -373,24 +380,26 @@ def _train_and_commit(
     """
     spec, plan = study.spec, cell.plan
     # Members of one pack share the nonlinearity (it is compiled into the kernels'
-    # pointwise math); everything else, optimizer included, varies per member.
-    groups: dict[str, list[int]] = defaultdict(list)
+    # pointwise math) and the task (a tuned b is a different data set); everything
+    # else, optimizer included, varies per member.
+    groups: dict[tuple[str, int | None], list[int]] = defaultdict(list)
     for i, a in enumerate(attempts):
-        groups[a.settings.nonlinearity].append(i)
+        groups[(a.settings.nonlinearity, a.settings.b)].append(i)
     done = feasible = 0
     t_store = 0.0
-    for nl, idx in groups.items():
+    for (nl, _b), idx in groups.items():
+        task = task_for(spec, attempts[idx[0]].settings, cell.tasks) or study.task
         model_cfg = ModelConfig(
             plan.arch,
-            study.n_in,
-            study.n_out,
+            task.n_in,
+            task.n_out,
             plan.hidden,
             plan.depth,
             nonlinearity=nl,
             gru_reset=spec.model.gru_reset,
         )
         results = train_pack(
-            study.task,
+            task,
             model_cfg,
             [attempts[i].settings.optimizer for i in idx],
             [_member(attempts[i].settings, study, plan.arch) for i in idx],
@@ -401,8 +410,8 @@ def _train_and_commit(
         t0 = time.perf_counter()
         for i, res in zip(idx, results, strict=True):
             ok = _commit(
-                study, store, cell, attempts[i], model_cfg, res, len(idx), backend, config_base,
-                worker,
+                study, task, store, cell, attempts[i], model_cfg, res, len(idx), backend,
+                config_base, worker,
             )  # fmt: skip
             done += ok is not None
             feasible += bool(ok)
@@ -437,6 +446,7 @@ def _check_interrupt(_step: int) -> None:
 
 def _commit(
     study: ResolvedStudy,
+    task: Task,
     store: Store,
     cell: CellStudy,
     attempt: _Attempt,
@@ -452,7 +462,7 @@ def _commit(
     Returns True (feasible) / False (diverged), or None when the slot was taken
     from this worker meanwhile (its heartbeat went stale): then nothing is kept.
     """
-    spec, task = study.spec, study.task
+    spec = study.spec
     plan, trial, settings = cell.plan, attempt.trial, attempt.settings
     solved = (
         (not res.diverged)
@@ -488,5 +498,7 @@ def _commit(
     if store.commit_trial(row, res.curve, attempt.slot.id, worker) is None:
         cell.fail_if_running(tid)
         return None
-    cell.tell(tid, res.diverged, res.final_loss, solved)
+    # The value the sampler minimises: the eval loss, or the task's own objective
+    # (capacity: minus the stored bits, which Collins' tuner maximised).
+    cell.tell(tid, res.diverged, task.objective(res.final_loss, res.metric), solved)
     return not res.diverged

@@ -20,6 +20,7 @@ from rnnsweep.tasks.digits import DigitsTask
 from rnnsweep.tasks.memory import MemoryTask
 from rnnsweep.tasks.order import OrderTask
 from rnnsweep.tasks.parens import ParensTask
+from rnnsweep.tasks.rcf import RcfTask, gaussian_bits
 from rnnsweep.tasks.sine import SineTask
 
 __all__ = [
@@ -34,10 +35,12 @@ __all__ = [
     "MemoryTask",
     "OrderTask",
     "ParensTask",
+    "RcfTask",
     "RegressionTask",
     "SineTask",
     "Task",
     "TaskOptionError",
+    "gaussian_bits",
     "make_task",
     "stored_bits",
     "task_option_names",
@@ -49,6 +52,7 @@ TASKS: dict[str, type[Task]] = {
         ParensTask,
         MemoryTask,
         CapacityTask,
+        RcfTask,
         AddingTask,
         ArithTask,
         SineTask,

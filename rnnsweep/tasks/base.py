@@ -136,6 +136,11 @@ class Task(ABC):
         """Task-specific extra numbers stored with a trial (e.g. bits per parameter)."""
         return {}
 
+    def objective(self, eval_loss: float, metric: float) -> float:
+        """The value an adaptive sampler minimises for a finished trial: the eval loss,
+        unless a task measures something else (capacity: minus the stored bits)."""
+        return eval_loss
+
     def options(self) -> dict[str, Any]:
         """The task's resolved options, stored with every trial's config."""
         return {}

@@ -22,7 +22,7 @@ import torch
 
 from rnnsweep.tasks.base import Batch, ClassificationTask, _int_option
 
-__all__ = ["CapacityTask", "stored_bits"]
+__all__ = ["CapacityTask", "distinct_patterns", "stored_bits"]
 
 
 def stored_bits(b: int, p: float) -> float:
@@ -36,6 +36,27 @@ def stored_bits(b: int, p: float) -> float:
     p = min(max(p, 0.0), 1.0)
     neg_entropy = sum(q * math.log2(q) for q in (p, 1.0 - p) if q > 0.0)  # -H(p)
     return b + b * neg_entropy
+
+
+def distinct_patterns(b: int, n_bits: int, g: torch.Generator) -> torch.Tensor:
+    """``b`` distinct random ``n_bits``-bit codes as 0/1 rows ``(b, n_bits)`` float32, drawn
+    from ``g`` (distinct so that every target can be memorised: a repeated pattern with
+    two targets could not be)."""
+    n_codes = 2**n_bits
+    if n_codes <= 4 * b:  # dense: a permutation is cheap and needs no retries
+        codes = torch.randperm(n_codes, generator=g)[:b]  # (b,)
+    else:  # sparse: reject repeats (rarely any: b << 2**n_bits)
+        kept: list[int] = []
+        seen: set[int] = set()
+        while len(kept) < b:
+            for c in torch.randint(0, n_codes, (b,), generator=g).tolist():
+                if c not in seen and len(kept) < b:
+                    seen.add(c)
+                    kept.append(c)
+        codes = torch.tensor(kept)  # (b,)
+    bit = torch.arange(n_bits)  # (n_bits,)
+    patterns = (codes.unsqueeze(1) >> bit) & 1  # (b, n_bits)
+    return patterns.to(torch.float32)
 
 
 class CapacityTask(ClassificationTask):
@@ -89,22 +110,9 @@ class CapacityTask(ClassificationTask):
     def _make_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The fixed set: ``b`` distinct random ``n_bits``-bit codes and fair labels."""
         g = torch.Generator().manual_seed(self.data_seed)
-        n_codes = 2**self.n_bits
-        if n_codes <= 4 * self.b:  # dense: a permutation is cheap and needs no retries
-            codes = torch.randperm(n_codes, generator=g)[: self.b]  # (b,)
-        else:  # sparse: reject repeats (rarely any: b << 2**n_bits)
-            kept: list[int] = []
-            seen: set[int] = set()
-            while len(kept) < self.b:
-                for c in torch.randint(0, n_codes, (self.b,), generator=g).tolist():
-                    if c not in seen and len(kept) < self.b:
-                        seen.add(c)
-                        kept.append(c)
-            codes = torch.tensor(kept)  # (b,)
-        bit = torch.arange(self.n_bits)  # (n_bits,)
-        patterns = (codes.unsqueeze(1) >> bit) & 1  # (b, n_bits)
+        patterns = distinct_patterns(self.b, self.n_bits, g)  # (b, n_bits)
         labels = torch.randint(0, 2, (self.b,), generator=g)  # (b,)
-        return patterns.to(torch.float32), labels
+        return patterns, labels
 
     def _batch(self, idx: torch.Tensor) -> Batch:
         T, B = self.seq_len, idx.shape[0]
@@ -125,7 +133,14 @@ class CapacityTask(ClassificationTask):
         if n_params <= 0:
             raise ValueError(f"capacity summary needs n_params > 0, got {n_params!r}")
         bits = stored_bits(self.b, metric)
-        return {"bits": bits, "bits_per_param": bits / n_params}
+        return {"bits": bits, "bits_per_param": bits / n_params, "b": self.b}
+
+    def objective(self, eval_loss: float, metric: float) -> float:
+        """Minus the stored bits ``I(b, p)``: Collins' tuner maximised the information
+        stored, not the loss (with b tuned, the lowest loss would pick the smallest b)."""
+        if not math.isfinite(metric):
+            return math.inf
+        return -stored_bits(self.b, metric)
 
     def options(self) -> dict[str, Any]:
         return {
