@@ -203,6 +203,7 @@ def test_chen_heatmap_is_drawn_on_a_theory_plane(tmp_path) -> None:
     from rnnsweep.report.phase import cell_edges, metric_grid
     from rnnsweep.report.plots import plot_study
     from rnnsweep.report.theory import xi_contours_for
+    from rnnsweep.study import resolve, spec_from_dict
 
     ws, bs = [0.5, 1.0, 2.0], [0.0, 0.5, 1.0]
     rows = []
@@ -232,9 +233,14 @@ def test_chen_heatmap_is_drawn_on_a_theory_plane(tmp_path) -> None:
                 assert math.isnan(grid[j, i])  # every trial there diverged: blank
             else:
                 assert grid[j, i] == pytest.approx(0.1 * i + 0.01 * j + 0.5)
-    spec = {"space": {"sigma_v": {"low": 1.0, "high": 1.0, "log": True}}}
+    study = resolve(
+        spec_from_dict(
+            {"name": "t", "arch": ["rnn"], "task_options": {"seq_len": 20},
+             "model": {"params": "1k"}, "space": {"sigma_v": 1.0}}
+        )
+    )  # fmt: skip
     paths = plot_study(
         df, pd.DataFrame(), tmp_path, "t", x="init_scale", y="sigma_b",
-        xi_for=xi_contours_for(spec), T=20,
+        xi_for=xi_contours_for(study), T=study.T,
     )  # fmt: skip
     assert tmp_path / "phase_rnn.png" in paths
