@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rnnsweep.store.queue import SlotQueue
-from rnnsweep.study.optuna_bridge import open_cell
+from rnnsweep.study.optuna_bridge import check_cells, open_cell
 
 if TYPE_CHECKING:
     from rnnsweep.store import Store
@@ -25,6 +25,8 @@ def create_study(study: ResolvedStudy, store: Store) -> tuple[bool, int, int]:
     """
     spec = study.spec
     resumed = store.register_study(study.stored, spec.identity(), study.spec_hash)
+    if resumed:  # a cell deleted in Optuna is not re-created empty
+        check_cells(store, spec.name)
     store.touch_study(spec.name)
     for plan in study.plans:
         open_cell(spec, store, plan)
