@@ -296,3 +296,22 @@ def test_a_trial_gone_from_its_cell_is_reported(study_db, tmp_path, cli):
     assert r.code == 0
     assert "dash.irnn.d1: 1 no longer COMPLETE in Optuna" in r.err
     assert "dash.gru.d1" not in r.err
+
+
+def test_tell_on_postgresql(pg_url, tmp_path, cli):
+    """The one-transaction tell (multi-row attributes and curve) on PostgreSQL too."""
+    toml = tmp_path / "fast.toml"
+    toml.write_text(FAST_TOML)
+    args = [a if a != "irnn,gru" else "irnn" for a in ARGS]
+    r = cli("run", str(toml), *args, *FAST, "--trials", "4", "--study", "pg", "--storage", pg_url)
+    assert r.code == 0, r.err
+    study = optuna.load_study(study_name="pg.irnn.d1", storage=pg_url)
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 4
+    for t in trials:
+        assert math.isfinite(t.value) and 0 in t.intermediate_values
+        assert t.user_attrs["feasible"] == 1 - t.user_attrs["diverged"]
+        assert (t.system_attrs["constraints"][0] > 0) == bool(t.user_attrs["diverged"])
+    assert study.user_attrs["feasible_fraction"].startswith(
+        f"{sum(t.user_attrs['feasible'] for t in trials)}/4 feasible"
+    )

@@ -42,7 +42,7 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import optuna
 import sqlalchemy as sa
@@ -175,14 +175,9 @@ def divergence_penalty(
     told before it (and the cell's "best trial" is feasible once one is); a feasible
     trial told later ranks below it only if its final loss is above this penalty.
     """
-    candidates = [
-        v
-        for v in (
-            divergence_factor * initial_loss if _finite(initial_loss) is not None else None,
-            _finite(floor),
-        )
-        if v is not None and math.isfinite(v)
-    ]
+    initial = _finite(initial_loss)
+    threshold = divergence_factor * initial if initial is not None else None
+    candidates = [v for v in (threshold, _finite(floor)) if v is not None and math.isfinite(v)]
     if not candidates:
         return divergence_factor * _FALLBACK_INITIAL_LOSS
     return max(candidates)
@@ -323,17 +318,28 @@ class CellStudy:
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
 
-        # Study._storage is a _CachedStorage over the RDB storage; it forwards every write
+        # Study._storage is a _CachedStorage over this RDB storage; it forwards every write
         # and re-reads unfinished trials, so writing to its backend is what it would do.
-        storage = getattr(self.storage, "_backend", self.storage)
+        storage = self.store.optuna_storage
         try:
             with _create_scoped_session(storage.scoped_session) as session:
                 trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
-                storage.check_trial_is_updatable(trial_id, trial.state)
-                for k, v in attrs.items():
-                    storage._set_trial_attr_without_commit(
-                        session, models.TrialUserAttributeModel, trial_id, k, v
-                    )
+                storage.check_trial_is_updatable(trial_id, cast(TrialState, trial.state))
+                # the attributes and the curve as multi-row statements (any left by a
+                # hand-made edit of the RUNNING trial are replaced)
+                user = models.TrialUserAttributeModel.__table__
+                inter = models.TrialIntermediateValueModel.__table__
+                session.execute(
+                    user.delete().where(user.c.trial_id == trial_id, user.c.key.in_(list(attrs)))
+                )
+                session.execute(inter.delete().where(inter.c.trial_id == trial_id))
+                session.execute(
+                    user.insert(),
+                    [
+                        {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)}
+                        for k, v in attrs.items()
+                    ],
+                )
                 storage._set_trial_attr_without_commit(
                     session,
                     models.TrialSystemAttributeModel,
@@ -341,13 +347,28 @@ class CellStudy:
                     CONSTRAINTS_KEY,
                     (1.0,) if diverged else (0.0,),
                 )
-                for step, v in steps.items():
-                    storage._set_trial_intermediate_value_without_commit(session, trial_id, step, v)
+                if steps:
+                    to_stored = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr
+                    session.execute(
+                        inter.insert(),
+                        [
+                            dict(
+                                zip(
+                                    ("intermediate_value", "intermediate_value_type"),
+                                    to_stored(v),
+                                    strict=True,
+                                ),
+                                trial_id=trial_id,
+                                step=step,
+                            )
+                            for step, v in steps.items()
+                        ],
+                    )
                 storage._set_trial_value_without_commit(session, trial, 0, value)
                 trial.state = TrialState.COMPLETE
                 trial.datetime_complete = datetime.now()
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # told already (late-tell race)
+        except (optuna.exceptions.UpdateFinishedTrialError, sa.exc.IntegrityError):
+            pass  # told already (late-tell race: the other tell committed first)
 
     def update_summary(self) -> None:
         """Rewrite the cell's :data:`SUMMARY_KEY` from rnnsweep's counted rows (one
