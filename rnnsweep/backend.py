@@ -38,6 +38,7 @@ __all__ = [
     "check_device",
     "check_loop",
     "default_loop",
+    "env_loop",
     "loop_choices",
     "resolve_backend",
     "resolve_device",
@@ -115,7 +116,7 @@ def resolve_device(device: str) -> str:
     return d
 
 
-def _env_loop() -> str:
+def env_loop() -> str:
     """The loop the environment asks for: RNNSWEEP_LOOP, else the older switches, else auto."""
     named = os.environ.get(LOOP_ENV, "").strip().lower()
     if named:
@@ -149,7 +150,7 @@ def auto_loop(device: torch.device | str, dtype: torch.dtype) -> TimeLoop:
 def default_loop(device: torch.device | str, dtype: torch.dtype) -> TimeLoop:
     """The loop for a library call that names none: the environment's (``RNNSWEEP_LOOP`` or
     the older switches), else ``auto``'s. Commands resolve a :class:`Backend` once instead."""
-    name = _env_loop()
+    name = env_loop()
     return auto_loop(device, dtype) if name == "auto" else get_loop(name)
 
 
@@ -160,7 +161,7 @@ def resolve_backend(device: str, dtype: str = "float32", loop: str | None = None
     SpecError for a loop that cannot run on that device and dtype (with the reason).
     """
     dev = resolve_device(device)
-    name = check_loop(loop) if loop else _env_loop()
+    name = check_loop(loop) if loop else env_loop()
     tdtype = DTYPES[dtype]
     if name == "auto":
         chosen = auto_loop(dev, tdtype)

@@ -56,8 +56,25 @@ StorageOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def _check_format(value: str) -> str:
+    """The one ``--format`` check: a format :func:`rnnsweep.render.render` knows."""
+    from rnnsweep.render import FORMATS
+
+    if value not in FORMATS:
+        raise typer.BadParameter(f"choose one of {', '.join(FORMATS)}, got {value!r}")
+    return value
+
+
 FormatOpt = Annotated[
-    str, typer.Option("--format", "-f", help="Output format: table, json, csv or markdown.")
+    str,
+    typer.Option(
+        "--format",
+        "-f",
+        help="Output format: table, json, csv or markdown.",
+        callback=_check_format,
+    ),
 ]
 
 # Where workers run (rnnsweep.launch); the study file's [launcher.slurm] / [launcher.ray]
@@ -129,9 +146,11 @@ def _root(
     ] = False,
 ) -> None:
     """rnnsweep: why some RNNs train and others don't."""
+    from rnnsweep.backend import env_loop
     from rnnsweep.switches import check_switches
 
     check_switches()  # a bad RNNSWEEP_* value: one line, exit 2, before any work
+    env_loop()  # likewise RNNSWEEP_LOOP
 
 
 def _check_device(device: str, *, auto: bool) -> None:
@@ -199,7 +218,8 @@ class _Bar:
         self.progress.update(self.task, completed=done, feasible=feasible)
 
     def stop(self) -> None:
-        self.progress.stop()
+        if self.task is not None:  # a bar that never started prints nothing
+            self.progress.stop()
 
 
 @app.command()
@@ -388,8 +408,10 @@ def run(
     for name, value in (("--pack-size", pack_size), ("--threads", threads), ("--workers", workers)):
         if value < 1:
             raise typer.BadParameter(f"must be >= 1, got {value}", param_hint=name)
-    if heartbeat <= 0:
-        raise typer.BadParameter(f"must be > 0, got {heartbeat}", param_hint="--heartbeat")
+    if not heartbeat > 0 or heartbeat == float("inf"):  # NaN fails the first test
+        raise typer.BadParameter(
+            f"must be a finite number > 0, got {heartbeat}", param_hint="--heartbeat"
+        )
 
     # The store (checked, then created), and the run with a progress bar.
     url = resolve_url(storage)
@@ -426,10 +448,12 @@ def run(
         bar.stop()
         store.dispose()
     verb = "resumed" if summary.resumed else "created"
+    complete, _ = store.result_counts(spec.name)  # re-read: other runs may have helped
+    store.dispose()
     err.print(
         f"Study {spec.name!r} ({verb}) in {store.masked_url}: {summary.trials_run} trials run, "
         f"{summary.feasible_run} feasible, {summary.wall_time:.1f} s ({_storage_ms(summary)}); "
-        f"{summary.already_done + summary.trials_run}/{summary.requested} complete."
+        f"{complete}/{summary.requested} complete."
     )
     err.print(
         f"Next: rnnsweep report --study {spec.name}" + ("" if storage is None else " --storage ...")
@@ -575,7 +599,9 @@ def _launch(study, store, url: str, launcher: str, resources, n: int, args, quie
         f"{store.masked_url}: {n} workers{where}, {out.complete - out.done_before} trials run, "
         f"{out.wall_time:.1f} s; {out.complete}/{out.requested} complete."
     )
-    if launcher == "local" and out.failures:
+    # a worker that died is only a failure if the study is left incomplete (the counts are
+    # re-read from the store by launch())
+    if launcher == "local" and out.failures and out.complete < out.requested:
         err.print(
             f"{len(out.failures)} worker(s) failed (exit codes [{', '.join(out.failures)}]); "
             "run the same command again to finish."
@@ -652,8 +678,16 @@ def worker(
     for name, value in (("--pack-size", pack_size), ("--threads", threads)):
         if value < 1:
             raise typer.BadParameter(f"must be >= 1, got {value}", param_hint=name)
-    if heartbeat <= 0 or (grace is not None and grace <= 0):
-        raise typer.BadParameter("must be > 0", param_hint="--heartbeat/--grace")
+    if not 0 < heartbeat < float("inf"):  # NaN fails too
+        raise typer.BadParameter(
+            f"must be a finite number > 0, got {heartbeat}", param_hint="--heartbeat"
+        )
+    if grace is not None and not heartbeat < grace < float("inf"):
+        raise typer.BadParameter(
+            f"must be a finite number of seconds above --heartbeat ({heartbeat}), got {grace}: "
+            "a shorter grace makes every live trial look stale",
+            param_hint="--grace",
+        )
     store = Store(resolve_url(storage), create=False)
     bar = _Bar(study, enabled=not quiet)
     from rnnsweep.backend import check_loop
@@ -778,19 +812,20 @@ def _open_store(storage: str | None) -> Iterator[Any]:
     """A read-only store, closed on exit (so SQLite removes its -wal/-shm files)."""
     from rnnsweep.store import Store, resolve_url
 
-    store = Store(resolve_url(storage), create=False)
+    store = Store(resolve_url(storage), create=False, readonly=True)
     try:
         yield store
     finally:
         store.dispose()
 
 
-def _pick_study(store, study: str | None, fmt: str) -> str:
+def _pick_study(store, study: str | None, fmt: str, *, say: bool = True) -> str:
     if study is not None:
         store.study_spec(study)
         return study
     name = store.latest_study()
-    err.print(f"Study: {name} (the most recent; pass --study to choose another)")
+    if say:
+        _say_latest(name)
     return name
 
 
@@ -801,6 +836,10 @@ def _warn_optuna_mismatch(store, study: str) -> None:
     bad = cell_mismatches(store, study)
     if bad:
         sys.stderr.write(mismatch_warning(study, bad) + "\n")
+
+
+def _say_latest(name: str) -> None:
+    err.print(f"Study: {name} (the most recent; pass --study to choose another)")
 
 
 @app.command()
@@ -830,15 +869,11 @@ def report(
     ] = "arch",
 ) -> None:
     """Feasible fraction (Wilson 95% CI), solved fraction and losses per arch and depth."""
-    from rnnsweep.render import FORMATS, Column, render
+    from rnnsweep.render import Column, render
     from rnnsweep.report import REPORT_COLUMNS, add_collins, feasibility_rows, parse_by
     from rnnsweep.report.theory import PLOT_AXES, backend_summary, xi_contours_for
     from rnnsweep.store.export import tidy_trials
 
-    if fmt not in FORMATS:
-        raise typer.BadParameter(
-            f"choose one of {', '.join(FORMATS)}, got {fmt!r}", param_hint="--format"
-        )
     keys = parse_by(by)
     plot_keys = parse_by(curves_by) if plot is not None else []
     for axis in (x, y):
@@ -850,6 +885,8 @@ def report(
         raise typer.BadParameter(
             f"{str(plot)!r} exists and is not a directory", param_hint="--plot"
         )
+    if plot is not None:
+        _check_writable_dir(plot if plot.exists() else plot.parent, "--plot")
     with _open_store(storage) as store:
         name = _pick_study(store, study, fmt)
         spec = store.study_spec(name)
@@ -911,12 +948,8 @@ def studies(
     storage: StorageOpt = None,
 ) -> None:
     """List the studies in a storage with their trial counts."""
-    from rnnsweep.render import FORMATS, Column, render
+    from rnnsweep.render import Column, render
 
-    if fmt not in FORMATS:
-        raise typer.BadParameter(
-            f"choose one of {', '.join(FORMATS)}, got {fmt!r}", param_hint="--format"
-        )
     with _open_store(storage) as store:
         rows = store.list_studies()
         where = store.masked_url
@@ -963,8 +996,10 @@ def export(
             f"choose one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}", param_hint="--format"
         )
     with _open_store(storage) as store:
-        name = _pick_study(store, study, fmt)
+        name = _pick_study(store, study, fmt, say=False)
         paths = export_study(store, name, out, fmt)
+    if study is None:  # after the work: an error stays the only line
+        _say_latest(name)
     for p in paths:
         typer.echo(str(p))
 
@@ -1048,13 +1083,10 @@ def theory(
 
     import numpy as np
 
-    from rnnsweep.render import FORMATS, Column, render
+    from rnnsweep.render import Column, render
     from rnnsweep.theory import mean_field, phase_grid, plot_phase
+    from rnnsweep.theory.phase import default_axes, phase_label
 
-    if fmt not in FORMATS:
-        raise typer.BadParameter(
-            f"choose one of {', '.join(FORMATS)}, got {fmt!r}", param_hint="--format"
-        )
     if arch not in ("rnn", "minimalrnn"):
         raise typer.BadParameter(f"rnn or minimalrnn, got {arch!r}", param_hint="--arch")
     for name, v in (
@@ -1065,12 +1097,31 @@ def theory(
     ):
         if not math.isfinite(v) or v < 0:
             raise typer.BadParameter(f"must be a finite number >= 0, got {v}", param_hint=name)
+    for name, v in (
+        ("--sigma-w", sigma_w),
+        ("--sigma-v", sigma_v),
+        ("--sigma-b", sigma_b),
+        ("--mu-b", mu_b),
+        ("--R", R),
+    ):
+        if not abs(v) <= THEORY_LIMIT:  # NaN fails too
+            raise typer.BadParameter(
+                f"must be a finite number within +-{THEORY_LIMIT:g}, got {v}", param_hint=name
+            )
+    if T is not None and T < 1:
+        raise typer.BadParameter(f"must be a sequence length >= 1, got {T}", param_hint="--T")
     if plot is not None and not grid:
         raise typer.BadParameter("needs --grid", param_hint="--plot")
+    if plot is not None:  # before the grid is computed
+        if plot.is_dir():
+            raise typer.BadParameter(
+                f"{str(plot)!r} is a directory; give a file such as phase.png",
+                param_hint="--plot",
+            )
+        if plot.parent and plot.parent.is_dir():
+            _check_writable_dir(plot.parent, "--plot")
     if grid:
-        other = "mu_b" if arch == "minimalrnn" else "sigma_b"
-        ws = np.linspace(0.05, 6.0 if arch == "minimalrnn" else 3.0, 60)
-        os_ = np.linspace(-4.0, 6.0, 60) if other == "mu_b" else np.linspace(0.0, 1.5, 60)
+        ws, os_, other = default_axes(arch)  # type: ignore[arg-type]
         g = phase_grid(arch, ws, os_, sigma_v=sigma_v, R=R, other=other)
         if plot is not None:
             if plot.parent and not plot.parent.is_dir():
@@ -1108,9 +1159,7 @@ def theory(
     row.update(
         chi=mf.chi,
         xi=mf.xi,
-        phase="ordered (chi < 1)"
-        if mf.chi < 1
-        else ("critical" if mf.chi == 1 else "chaotic (chi > 1)"),
+        phase=phase_label(mf.chi),
     )
     cols = [Column(k, k, ".6g" if isinstance(v, float) else None) for k, v in row.items()]
     if fmt == "json":
@@ -1189,12 +1238,8 @@ def bench(
         run_bench,
     )
     from rnnsweep.bench import scaling as bench_scaling
-    from rnnsweep.render import FORMATS, Column, render
+    from rnnsweep.render import Column, render
 
-    if fmt not in FORMATS:
-        raise typer.BadParameter(
-            f"choose one of {', '.join(FORMATS)}, got {fmt!r}", param_hint="--format"
-        )
     if pack_size < 1 or threads < 1:
         raise typer.BadParameter("must be >= 1", param_hint="--pack-size/--threads")
     if device != "cpu" and (memory or e2e):
@@ -1280,6 +1325,27 @@ def _bench_launches(fmt: str) -> None:
     render(rows, fmt, columns=cols, title="gru d2 h64 B32, one training step (CPU count)")
 
 
+# |parameter| above which the mean-field quadratures overflow (variances ~ sigma^2 R).
+THEORY_LIMIT = 1e6
+
+
+def _check_writable_dir(directory: Path, hint: str) -> None:
+    """One line, before any work, when files cannot be written into ``directory``."""
+    import tempfile
+
+    directory = directory if str(directory) else Path(".")
+    if not directory.is_dir():
+        raise typer.BadParameter(f"directory {str(directory)!r} does not exist", param_hint=hint)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".rnnsweep-probe-", dir=directory)
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot write into {str(directory)!r}: {exc.strerror}", param_hint=hint
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: one-line errors with exit 2, interrupts 130/143."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -1301,7 +1367,7 @@ def main(argv: list[str] | None = None) -> None:
         code = 2
     except RnnsweepError as exc:
         _one_line(str(exc))
-        code = 2
+        code = exc.exit_code  # 2; EXIT_ENVIRONMENT for a failure mid-run (errors.py)
     except KeyboardInterrupt:
         err.print(_INTERRUPTED, markup=False)
         code = 130
@@ -1309,13 +1375,20 @@ def main(argv: list[str] | None = None) -> None:
         err.print(_INTERRUPTED.replace("Interrupted", "Terminated"), markup=False)
         code = 143
     except Exception as exc:  # a bug, not bad input: say so, traceback on request
+        from rnnsweep.store.failures import environment_failure
+
+        failure = environment_failure(exc, "the storage")  # disk full, I/O error...
         if os.environ.get("RNNSWEEP_DEBUG"):
             raise
-        _one_line(
-            f"internal error: {type(exc).__name__}: {exc} "
-            "(set RNNSWEEP_DEBUG=1 for a traceback, and please report it)"
-        )
-        code = 1
+        if failure is not None:
+            _one_line(str(failure))
+            code = failure.exit_code
+        else:
+            _one_line(
+                f"internal error: {type(exc).__name__}: {exc} "
+                "(set RNNSWEEP_DEBUG=1 for a traceback, and please report it)"
+            )
+            code = 1
     finally:
         restore()
     sys.exit(code)

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import os
+
+# Triton's interpreter runs the Triton loop's kernels on the CPU (tests/test_triton.py).
+# It must be on before anything imports triton: torch._dynamo does, and triton then
+# keeps compiled-mode state that the interpreter cannot run ("Cannot call @triton.jit'd
+# outside of the scope of a kernel"). On the CPU nothing else here uses Triton.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -77,6 +77,9 @@ def store(request, tmp_path):
     else:
         url = request.getfixturevalue("pg_url")
     s = Store(url, create=True)
+    # A store creates its tables at its first write (a registration); the queue's own
+    # tests below write slots before any study is registered.
+    s._ensure_tables()
     yield s
     s.dispose()
 
@@ -98,13 +101,13 @@ class TestStoreContract:
         assert SlotQueue(store.engine, "s").counts(60).total == 2
 
     def test_ensure_is_idempotent_and_raising_trials_adds_slots(self, store):
+        self.make(store)  # the store creates its tables at its first write (a registration)
         q = SlotQueue(store.engine, "q")
         assert q.ensure(["gru/d1", "rnn/d1"], 2) == 4
         assert q.ensure(["gru/d1", "rnn/d1"], 2) == 0
         assert q.ensure(["gru/d1", "rnn/d1"], 3) == 2
         assert q.counts(60) == q.counts(60).__class__(pending=6, claimed=0, stale=0, done=0)
         # the same through create_study: a resume with more trials adds the missing slots
-        self.make(store)
         _, (resumed, requested, _) = self.make(store, trials=5)
         assert resumed and requested == 5
         assert SlotQueue(store.engine, "s").counts(60).pending == 5

@@ -17,17 +17,26 @@ installed, unless ``CI`` is set: then it fails.
 4. sizes over the on-chip budget fall back to the fused loop (also with codes);
    availability, precision switch and bad codes; no_grad, retain_graph, double backward;
 5. launches per training step: constant in T for the Triton loop, growing for the
-   torch-op loop.
+   torch-op loop;
+6. compiled for real: every kernel through Triton's compiler and ptxas for sm_90 (no GPU
+   needed); where a CUDA GPU is present, the kernels run on it (a child process without
+   the interpreter) against the CPU reference, every cell, float32 and float64.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-os.environ["TRITON_INTERPRET"] = "1"  # before rnnsweep's Triton kernels are imported
+# The interpreter, set before rnnsweep's Triton kernels are imported; except in the child
+# process of test_cuda_kernels_compiled_for_the_gpu, which compiles them for a real GPU.
+if os.environ.get("RNNSWEEP_TEST_TRITON_GPU") != "1":
+    os.environ["TRITON_INTERPRET"] = "1"
 
 if importlib.util.find_spec("triton") is None:  # pragma: no cover - depends on the install
     if os.environ.get("CI"):
@@ -50,6 +59,7 @@ from rnnsweep.kernels._triton import (
 from rnnsweep.kernels.fused import fused_layer_forward
 
 N_IN, N_OUT, T = 3, 2, 5
+ON_GPU = os.environ.get("RNNSWEEP_TEST_TRITON_GPU") == "1"
 TOLERANCES = {torch.float64: 1e-8, torch.float32: 1e-4}
 
 
@@ -371,3 +381,58 @@ def test_run_with_the_triton_loop_equals_the_native_loop(cli, tmp_path):
                 assert b is None or math.isnan(b)
             else:
                 assert b == pytest.approx(a, rel=1e-4), col
+
+
+# ---- 6. compiled for a real GPU ---------------------------------------------------------------
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
+
+
+@needs_cuda
+@pytest.mark.slow
+def test_cuda_kernels_compiled_for_the_gpu():
+    """Runs the ``gpu``-marked tests below in a child process without TRITON_INTERPRET."""
+    env = {**os.environ, "RNNSWEEP_TEST_TRITON_GPU": "1"}
+    env.pop("TRITON_INTERPRET", None)
+    root = Path(__file__).resolve().parent.parent
+    args = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__]
+    result = subprocess.run([*args, "-k", "on_gpu"], cwd=root, env=env, capture_output=True,
+                            text=True, timeout=1200)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_kernels_compile_for_sm90_without_a_gpu(tmp_path):
+    """Every cell's two kernels through Triton's real compiler (frontend, LLVM, ptxas) for
+    an H100/H200, float32 at H = 64, in a child process without the interpreter: the
+    interpreter runs the kernels as Python and misses what only compiling finds (two such
+    bugs were found this way: a non-constexpr global, an LLVM crash on the LSTM backward)."""
+    # a fresh cache: compiler flags (the SLP workaround) are not part of Triton's cache key
+    env = {**os.environ, "TRITON_DEFAULT_FP_FUSION": "1", "TRITON_CACHE_DIR": str(tmp_path)}
+    env.pop("TRITON_INTERPRET", None)
+    code = (
+        "from rnnsweep.kernels._triton import compile_report\n"
+        "for name, use in compile_report(90, 64).items(): print(name, use)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env,
+                            capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert len(lines) == 14 and all("REG:" in line for line in lines), result.stdout
+
+
+@pytest.mark.skipif(not ON_GPU, reason="run by test_cuda_kernels_compiled_for_the_gpu")
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("variant", ALL_VARIANTS, ids=_variant_id)
+def test_on_gpu_matches_cpu_reference(variant, dtype):
+    """Depth 2, K = 3, H = 20, B = 37 (two batch tiles), on CUDA against the CPU reference."""
+    assert unavailable("cuda", dtype) is None
+    model = _model(variant, 2, 3, dtype, 20)
+    x, w = _inputs(3, 37, dtype)
+    ref = _run(model, model.forward, x, w)
+    gpu = model.to("cuda")
+    out, grads = _run(gpu, _stack(gpu, triton_layer_forward, gpu.s), x.cuda(), w.cuda())
+    got = (out.cpu(), {n: g.cpu() for n, g in grads.items()})
+    _assert_close(got, ref, TOLERANCES[dtype])

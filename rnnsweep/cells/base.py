@@ -134,7 +134,7 @@ class Cell:
             if cfg.init == "critical":
                 assert cfg.critical_sigma_w is not None, "critical init needs critical_sigma_w"
                 scale = cfg.critical_sigma_w
-            blocks = [_orthogonal(hidden, gen) * scale for _ in range(shape[1] // hidden)]
+            blocks = [haar_orthogonal(hidden, gen) * scale for _ in range(shape[1] // hidden)]
             return torch.cat(blocks, dim=1)
         w = torch.randn(shape, generator=gen, dtype=torch.float64)
         scale = cfg.init_scale
@@ -181,7 +181,7 @@ class Cell:
         return torch.stack(outputs, dim=1)  # (K, T, B, H)
 
 
-def _orthogonal(n: int, gen: torch.Generator) -> torch.Tensor:
+def haar_orthogonal(n: int, gen: torch.Generator) -> torch.Tensor:
     """A Haar-random ``(n, n)`` orthogonal matrix (QR with sign fix, Mezzadri 2007)."""
     a = torch.randn(n, n, generator=gen, dtype=torch.float64)
     q, r = torch.linalg.qr(a)

@@ -48,6 +48,13 @@ allows TF32. float64 runs through the same kernels (Triton's ``tl.dot`` accepts
 float64; checked under the interpreter only, not on a GPU). tanh is
 ``2 sigma(2a) - 1``, which saturates without NaN.
 
+Compiling for CUDA: launches pass ``maxnreg=255`` (ptxas otherwise gave the forward 32
+registers and kilobytes of spills), 2 pipeline stages (3 took the LSTM backward with
+TF32 over an H100's shared memory), 8 warps at HP >= 64; the kernels module turns LLVM's
+SLP vectorizer off, which crashed on the LSTM kernels. :func:`compile_report` compiles
+every kernel for a GPU generation without a GPU and reports registers, spills and shared
+memory (docs/PERFORMANCE.md has the figures).
+
 Where it runs (:func:`unavailable`): CUDA when triton imports; the CPU only
 under Triton's interpreter, ``TRITON_INTERPRET=1``, which must be set before the
 kernels module is first imported (``@triton.jit`` reads it at decoration time);
@@ -84,6 +91,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CODES",
     "WH_BUDGET_BYTES",
+    "compile_report",
     "fits",
     "launch_count",
     "member_codes",
@@ -99,6 +107,8 @@ WH_BUDGET_BYTES = 64 * 1024
 # name of the profiler range around each launch (the interpreter's own torch ops run in it)
 LAUNCH_RANGE = "rnnsweep::triton_launch"
 _KERNELS_MODULE = "rnnsweep.kernels._triton_kernels"
+# registers per thread a CUDA launch may use (ptxas's own maximum)
+MAXNREG = 255
 
 
 @dataclass(frozen=True)
@@ -204,8 +214,22 @@ def launch_count() -> int:
 def _launch(kernel: object, grid: tuple[int, int], *args: object, **meta: object) -> None:
     global _launches
     _launches += 1
+    if not _interpreting() and _takes_maxnreg():
+        # without it ptxas gave the forward kernels 32 registers and a 2-6 KB stack of
+        # spills (sm_90, triton 3.9, compiled ahead of time); one program per SM may
+        # take them all
+        meta["maxnreg"] = MAXNREG
     with torch.profiler.record_function(LAUNCH_RANGE):
         kernel[grid](*args, **meta)  # type: ignore[index]
+
+
+def _takes_maxnreg() -> bool:
+    """Whether this Triton's CUDA backend has the ``maxnreg`` launch option."""
+    try:
+        from triton.backends.nvidia.compiler import CUDAOptions
+    except ImportError:  # pragma: no cover - a Triton without the NVIDIA backend
+        return False
+    return "maxnreg" in getattr(CUDAOptions, "__dataclass_fields__", {})
 
 
 def _precision(dtype: torch.dtype) -> str:
@@ -225,6 +249,13 @@ def _meta(plan: _Plan, B: int, H: int, dtype: torch.dtype) -> dict[str, object]:
         "BB": bb,
         "HP": padded(H),
         "PREC": _precision(dtype),
+        # a guess, not measured: at HP = 64 a program's W^h (and backwards dW^h) tiles
+        # would take 96-192 registers per thread with 4 warps; 8 warps halve that
+        "num_warps": 8 if padded(H) >= 64 else 4,
+        # Triton pipelines the loop's loads through shared memory, a buffer per stage:
+        # with its default 3 stages the LSTM backward at H = 64 with TF32 asked for 264 KiB
+        # (ahead-of-time compile for sm_90), over an H100's 227 KiB; 2 stages, 200 KiB
+        "num_stages": 2,
     }
 
 
@@ -377,3 +408,58 @@ def _fallback(cell: Cell, p: Params, x: Tensor, s: str | Tensor) -> Tensor:
     inverse = torch.empty(len(order), dtype=torch.long)
     inverse[order] = torch.arange(len(order))
     return torch.cat(outs).index_select(0, inverse.to(x.device))
+
+
+def compile_report(
+    capability: int = 90,
+    hidden: int = 64,
+    dtype: torch.dtype = torch.float32,
+    precision: str = "ieee",
+) -> dict[str, str]:
+    """Compile both kernels of every cell for an NVIDIA GPU of ``capability`` (90: H100/H200)
+    ahead of time, with no GPU: Triton's frontend, LLVM and its bundled ptxas. Returns each
+    kernel's resource use as ptxas reports it (registers, stack of spills), by
+    ``"{cell code}-{fwd|bwd}"``. Run it in a process without ``TRITON_INTERPRET``; a
+    compiler crash aborts the process (tests/test_triton.py runs it in a child).
+    """
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    kernels = _kernels()
+    if _is_interpreted(kernels):
+        raise RuntimeError("compile_report needs a process without TRITON_INTERPRET=1")
+    ptr = "*fp64" if dtype == torch.float64 else "*fp32"
+    cuobjdump = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+    report: dict[str, str] = {}
+    for plan in _PLANS.values():
+        meta = _meta(plan, 32, hidden, dtype)
+        options = {"num_warps": meta.pop("num_warps"), "num_stages": meta.pop("num_stages")}
+        options["maxnreg"] = MAXNREG
+        meta["PREC"] = precision
+        for name, kernel in (("fwd", kernels.fwd_kernel), ("bwd", kernels.bwd_kernel)):
+            sig = {
+                arg: "constexpr" if arg in meta
+                else "*i32" if arg == "CODES"
+                else "i32" if arg in ("T", "B", "H", "SW")
+                else ptr
+                for arg in kernel.arg_names
+            }  # fmt: skip
+            compiled = triton.compile(
+                ASTSource(kernel, sig, meta), target=GPUTarget("cuda", capability, 32),
+                options=options,
+            )  # fmt: skip
+            with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
+                cubin.write(compiled.asm["cubin"])
+                cubin.flush()
+                dump = subprocess.run(
+                    [str(cuobjdump), "--dump-resource-usage", cubin.name],
+                    capture_output=True, text=True, check=False,
+                ).stdout  # fmt: skip
+            usage = " ".join(ln.strip() for ln in dump.splitlines() if "REG:" in ln)
+            report[f"{plan.cell}-{name}"] = f"shared={compiled.metadata.shared} {usage}"
+    return report

@@ -28,11 +28,47 @@ plus ``h_{t-1} W^h_j``, ``hp = h_{t-1}``, ``dh = dL/dh_t``, ``dp_j = dL/da_j``):
 
 from __future__ import annotations
 
+import os
+
 import triton
 import triton.language as tl
 
-# CELL codes (the constexpr that selects the gate math)
-RNN, UGRNN, GRU_PRE, GRU_POST, LSTM, PLUS, MINIMAL = range(7)
+
+def _without_slp_vectorizer() -> None:
+    """Compile with LLVM's SLP vectorizer off (when compiling for a GPU, not interpreting).
+
+    Compiled ahead of time for sm_90 with triton 3.9 (``_triton.compile_report``), the
+    LSTM kernels crashed LLVM's SLP vectorizer (an assertion in ``scheduleBlock`` that
+    aborts the process) at some widths, and small rewrites only moved the crash. Triton
+    itself turns the pass off for sm_80; on a GPU it packs scalar code into short vectors,
+    which matters little here. This wraps ``llvm.optimize_module`` for this process, so
+    torch.compile's Triton kernels compile without the pass too. Only where the binding
+    takes the flag (not in older Triton releases).
+    """
+    try:
+        from triton._C.libtriton import llvm
+    except ImportError:  # pragma: no cover - a Triton build without the LLVM bindings
+        return
+    original = llvm.optimize_module
+    if getattr(original, "_rnnsweep", False) or "disable_slp_vectorizer" not in (
+        original.__doc__ or ""
+    ):
+        return
+
+    def optimize_module(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        kwargs["disable_slp_vectorizer"] = True
+        return original(*args, **kwargs)
+
+    optimize_module._rnnsweep = True  # type: ignore[attr-defined]
+    llvm.optimize_module = optimize_module
+
+
+if os.environ.get("TRITON_INTERPRET", "0").lower() not in ("1", "true", "on", "yes"):
+    _without_slp_vectorizer()
+
+# CELL codes (the constexpr that selects the gate math); compiled kernels may read only
+# tl.constexpr globals
+RNN, UGRNN, GRU_PRE, GRU_POST, LSTM, PLUS, MINIMAL = (tl.constexpr(i) for i in range(7))
 
 
 @triton.jit

@@ -138,5 +138,5 @@ class RayLauncher:
         )
         secret = ray.put(url)
         refs = [remote.remote([secret], asdict(args)) for _ in range(n)]
-        where = address or info.address_info.get("address", "local")
+        where = address or getattr(info, "address_info", {}).get("address", "local")
         return RayWorkers(refs, where)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
+import random
+import time
 from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -15,9 +18,12 @@ from sqlalchemy import event
 
 from rnnsweep import __version__
 from rnnsweep.errors import SpecMismatchError, StorageError, StudyNotFoundError
+from rnnsweep.store.failures import environment_failure, innermost_reason, is_race
+from rnnsweep.store.guard import check_optuna_schema, check_ownership
 from rnnsweep.store.queue import held_by
+from rnnsweep.store.sqlite import ro_connect
 from rnnsweep.store.tables import ADDED, curves, metadata, slots, studies, trials
-from rnnsweep.store.url import check_storage, mask_url, scrub
+from rnnsweep.store.url import check_storage, mask_url, scrub, sqlite_file
 
 if TYPE_CHECKING:
     import optuna
@@ -62,17 +68,26 @@ def _sqlite_pragmas(dbapi_con, _record) -> None:
     cur.close()
 
 
+# How long a process waits for another one that is creating the same new database.
+RACE_DEADLINE_S = 60.0
+
+
 class Store:
     """One database holding Optuna's tables and rnnsweep's result tables.
 
-    ``create=False`` (report, export, studies) never creates or changes anything;
-    ``create=True`` (run) creates the tables on first use.
+    ``create=False`` (worker, report, export, studies) never creates anything;
+    with ``readonly=True`` as well (report, export, studies) it never writes, and a
+    SQLite file is opened read-only with no ``-wal``/``-shm`` side files (see
+    :mod:`rnnsweep.store.sqlite`). ``create=True`` (run, create) creates the tables,
+    but only at the first write (:meth:`register_study`), after the checks of
+    :meth:`check_before_write` have passed.
     """
 
-    def __init__(self, url: str, *, create: bool) -> None:
+    def __init__(self, url: str, *, create: bool, readonly: bool = False) -> None:
         self.url = url
         self.masked_url = mask_url(url)
         self.create = create
+        self.readonly = readonly and not create
         self.existed = check_storage(url, create=create)
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {}
@@ -82,28 +97,107 @@ class Store:
             kwargs["connect_args"] = {"connect_timeout": 10}
             kwargs["pool_pre_ping"] = True
         self._engine_kwargs = kwargs
-        self.engine = sa.create_engine(url, **kwargs)
-        if self.is_sqlite and create:
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._path = sqlite_file(url) if self.is_sqlite else None
+        # Checks read through `reader`: for SQLite a read-only, side-file free engine,
+        # so that refusing a database changes nothing in it (not even its journal mode).
+        self.reader: sa.Engine | None = None
+        if self.is_sqlite and (self.readonly or self.existed):
+            self.reader = sa.create_engine(
+                "sqlite://",
+                creator=functools.partial(ro_connect, self._path),
+                poolclass=sa.pool.NullPool,
+            )
+        if self.is_sqlite and self.readonly:
+            self.engine = self.reader
+        else:
+            self.engine = sa.create_engine(url, **kwargs)
+            if self.is_sqlite and create:
+                event.listen(self.engine, "connect", _sqlite_pragmas)
+            if not self.is_sqlite:
+                self.reader = self.engine
+        self._tables_ready = False
         self._check_schema()
-        if create:
+
+    def _retrying(self, what: str, fn):
+        """``fn()``, run again while another process creating the same database is in the way.
+
+        Two processes that create the same new database at once (tables, Optuna's version
+        rows, the study row, the slots) collide on "already exists" or a unique key; the
+        loser waits a moment and runs again, then finds the winner's work. Any other
+        failure becomes one line: an EnvironmentFailure (disk full...) or a StorageError.
+        """
+        deadline = time.monotonic() + RACE_DEADLINE_S
+        delay = 0.02
+        while True:
             try:
-                metadata.create_all(self.engine)
-            except sa.exc.SQLAlchemyError as exc:
-                reason = scrub(str(getattr(exc, "orig", None) or exc), url)
-                raise StorageError(
-                    f"cannot create tables in {self.masked_url!r}: {reason}"
-                ) from None
+                return fn()
+            except Exception as exc:  # noqa: BLE001 - sorted below; anything else re-raised
+                if time.monotonic() < deadline and is_race(exc):
+                    time.sleep(delay * (1 + random.random()))
+                    delay = min(1.0, delay * 2)
+                    continue
+                failure = environment_failure(exc, repr(self.masked_url))
+                if failure is not None:
+                    raise failure from None
+                if not _from_database(exc):
+                    raise
+                reason = scrub(innermost_reason(exc), self.url)
+                raise StorageError(f"cannot {what} in {self.masked_url!r}: {reason}") from None
+
+    def _ensure_tables(self) -> None:
+        if self._tables_ready:
+            return
+        if not self.create:
+            raise StorageError(f"storage {self.masked_url!r} was opened without create")
+        self._retrying("create tables", lambda: metadata.create_all(self.engine))
+        for name, columns in self._absent.items():
+            table = metadata.tables[name]
+            self._retrying("add columns", lambda t=table, c=columns: self._add_columns(t, c))
+        self._absent = {}
+        self._tables_ready = True
+
+    def check_before_write(
+        self,
+        study: str,
+        cells: Mapping[str, tuple[str, int]],
+        schema: tuple[list[str], str],
+    ) -> None:
+        """Everything that must hold before ``study`` writes a row, read only.
+
+        The Optuna schema is the installed Optuna's (``schema``: its revisions, oldest
+        first, and its release), and every Optuna study in ``cells`` (name -> (arch,
+        depth)) that already exists is this study's. Raises ForeignStudyError (one
+        line, nothing written) otherwise.
+        """
+        if self.reader is None:  # a SQLite file that does not exist yet
+            return
+        where = f"storage {self.masked_url!r}"
+        try:
+            with self.reader.connect() as con:
+                check_optuna_schema(con, where, *schema)
+                registered = False
+                if sa.inspect(con).has_table(studies.name):
+                    registered = (
+                        con.execute(sa.select(studies.c.id).where(studies.c.name == study)).first()
+                        is not None
+                    )
+                check_ownership(con, study, registered, cells, where)
+        except sa.exc.SQLAlchemyError as exc:
+            reason = scrub(innermost_reason(exc), self.url)
+            raise StorageError(f"cannot read {where}: {reason}") from None
 
     def _check_schema(self) -> None:
         """Refuse rnnsweep tables written by another schema (a clear line, not a SQL error).
 
-        Columns added since (``tables.ADDED``, all nullable) may be missing: a writer adds
-        them here, a reader selects around them (:meth:`_trial_columns`).
+        Columns added since (``tables.ADDED``, all nullable) may be missing: the first write
+        adds them (:meth:`_ensure_tables`), a reader selects around them
+        (:meth:`_trial_columns`).
         """
-        self._absent: set[str] = set()
+        self._absent: dict[str, list[str]] = {}
+        if self.reader is None:
+            return
         try:
-            insp = sa.inspect(self.engine)
+            insp = sa.inspect(self.reader)
             for table in (studies, trials, curves):
                 if not insp.has_table(table.name):
                     continue
@@ -115,13 +209,10 @@ class Store:
                         f"storage {self.masked_url!r} holds rnnsweep tables from another "
                         f"version ({table.name} lacks {', '.join(missing)}); use a new storage"
                     )
-                absent = sorted(added - have)
-                if absent and self.create:
-                    self._add_columns(table, absent)
-                elif absent:
-                    self._absent.update(absent)
+                if added - have:
+                    self._absent[table.name] = sorted(added - have)
         except sa.exc.SQLAlchemyError as exc:
-            reason = scrub(str(getattr(exc, "orig", None) or exc), self.url)
+            reason = scrub(innermost_reason(exc), self.url)
             raise StorageError(f"cannot read storage {self.masked_url!r}: {reason}") from None
 
     def _add_columns(self, table: sa.Table, names: list[str]) -> None:
@@ -142,7 +233,8 @@ class Store:
 
     def _trial_columns(self) -> list[sa.Column]:
         """The trial table's columns this database has (older ones lack ``tables.ADDED``)."""
-        return [c for c in trials.columns if c.name not in self._absent]
+        absent = set(self._absent.get(trials.name, ()))
+        return [c for c in trials.columns if c.name not in absent]
 
     # ---- Optuna ------------------------------------------------------------------
 
@@ -151,10 +243,22 @@ class Store:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        storage = optuna.storages.RDBStorage(self.url, engine_kwargs=dict(self._engine_kwargs))
-        if self.is_sqlite and self.create:
-            event.listen(storage.engine, "connect", _sqlite_pragmas)
-        return storage
+        if self.create:  # every study-level check passed before the first write
+            self._ensure_tables()
+
+        def connect() -> optuna.storages.RDBStorage:
+            # Optuna creates its tables and version rows here: the first use of a new
+            # database, which concurrent runs race for (see _retrying).
+            storage = optuna.storages.RDBStorage(
+                self.url,
+                engine_kwargs=dict(self._engine_kwargs),
+                skip_table_creation=not self.create,
+            )
+            if self.is_sqlite and self.create:
+                event.listen(storage.engine, "connect", _sqlite_pragmas)
+            return storage
+
+        return self._retrying("set up Optuna's tables", connect)
 
     # ---- studies -------------------------------------------------------------------
 
@@ -170,6 +274,14 @@ class Store:
         Raises SpecMismatchError naming the differing keys when the stored spec
         differs in anything but the name, trial budget and device.
         """
+        self._ensure_tables()
+        return self._retrying(
+            "register the study", lambda: self._register(spec_json, identity, spec_hash)
+        )
+
+    def _register(
+        self, spec_json: Mapping[str, Any], identity: Mapping[str, Any], spec_hash: str
+    ) -> bool:
         now = dt.datetime.now(dt.UTC)
         name = spec_json["name"]
         with self.engine.begin() as con:
@@ -412,7 +524,7 @@ class Store:
         q = sa.select(*cols).where(trials.c.study == study, trials.c.state.in_(states))
         with self.engine.connect() as con:
             df = pd.read_sql(q.order_by(trials.c.id), con)
-        for name in sorted(self._absent):  # an older table: the column, unknown
+        for name in self._absent.get(trials.name, ()):  # an older table: the column, unknown
             df[name] = None
         return df
 
@@ -439,5 +551,15 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.reader is not None:
+            self.reader.dispose()
         if "optuna_storage" in self.__dict__:
             self.optuna_storage.engine.dispose()
+
+
+def _from_database(exc: BaseException) -> bool:
+    """Whether an error came out of the database layers (SQLAlchemy, a driver, Optuna's
+    storage), not out of rnnsweep's own code (a bug: let it surface)."""
+    import optuna
+
+    return isinstance(exc, sa.exc.SQLAlchemyError | optuna.exceptions.StorageInternalError)

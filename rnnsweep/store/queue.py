@@ -12,7 +12,10 @@ on what is stale.
 
 from __future__ import annotations
 
+import itertools
 import json
+import random
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -71,7 +74,23 @@ class SlotQueue:
     # ---- creation --------------------------------------------------------------
 
     def ensure(self, cells: Sequence[str], per_cell: int) -> int:
-        """Make sure every cell has slots 0 .. per_cell-1; returns how many were added."""
+        """Make sure every cell has slots 0 .. per_cell-1; returns how many were added.
+
+        One transaction, rows inserted in chunks (a study's size is bounded, see
+        ``study.spec.LIMITS``, but need not sit in memory at once). Another process
+        ensuring the same slots at the same moment makes this one's insert collide on
+        the unique key: it then runs again and finds the other's rows.
+        """
+        for attempt in range(20):
+            try:
+                return self._ensure_once(cells, per_cell)
+            except sa.exc.IntegrityError:
+                if attempt == 19:
+                    raise
+                time.sleep(0.05 * (1 + random.random()))
+        return 0  # pragma: no cover
+
+    def _ensure_once(self, cells: Sequence[str], per_cell: int) -> int:
         added = 0
         with self.engine.begin() as con:
             existing = {
@@ -80,7 +99,7 @@ class SlotQueue:
                     sa.select(slots.c.cell, slots.c.slot).where(slots.c.study == self.study)
                 )
             }
-            rows = [
+            missing = (
                 {
                     "study": self.study,
                     "cell": cell,
@@ -92,10 +111,10 @@ class SlotQueue:
                 for order, cell in enumerate(cells)
                 for i in range(per_cell)
                 if (cell, i) not in existing
-            ]
-            if rows:
-                con.execute(slots.insert(), rows)
-                added = len(rows)
+            )
+            while chunk := list(itertools.islice(missing, 10_000)):
+                con.execute(slots.insert(), chunk)
+                added += len(chunk)
         return added
 
     # ---- claiming ----------------------------------------------------------------

@@ -18,6 +18,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from rnnsweep.errors import StorageError
+from rnnsweep.store.sqlite import file_kind, ro_connect
 
 __all__ = [
     "DEFAULT_STORAGE",
@@ -26,6 +27,7 @@ __all__ = [
     "mask_url",
     "resolve_url",
     "scrub",
+    "sqlite_file",
 ]
 
 DEFAULT_STORAGE = "sqlite:///rnnsweep.db"
@@ -69,11 +71,17 @@ def scrub(text: str, url: str) -> str:
 def _parse(url: str) -> URL:
     try:
         u = make_url(url)
-    except ArgumentError:
+        u.port  # noqa: B018 - a non-numeric port raises here, not at connect time
+    except (ArgumentError, ValueError):
         raise StorageError(
             f"unsupported storage URL {mask_url(url)!r}: expected sqlite:///PATH or "
             "postgresql://USER:PASSWORD@HOST/DB"
         ) from None
+    if u.get_backend_name() == "sqlite" and (u.username or u.password or u.host or u.port):
+        raise StorageError(
+            f"unsupported storage URL {mask_url(url)!r}: a SQLite URL names a file only "
+            "(sqlite:///relative/path.db or sqlite:////absolute/path.db), no user or host"
+        )
     if u.get_backend_name() not in SUPPORTED:
         raise StorageError(
             f"unsupported storage URL {mask_url(url)!r}: backend {u.get_backend_name()!r} "
@@ -105,6 +113,11 @@ def _sqlite_path(u: URL, url: str) -> Path:
     return Path(db)
 
 
+def sqlite_file(url: str) -> Path:
+    """The file a ``sqlite:///PATH`` URL names."""
+    return _sqlite_path(_parse(url), url)
+
+
 def _probe_writable(parent: Path, path: Path) -> None:
     """Create and remove a probe file: os.access says yes to root even on /sys."""
     try:
@@ -116,6 +129,36 @@ def _probe_writable(parent: Path, path: Path) -> None:
         ) from None
     os.close(fd)
     os.unlink(probe)
+
+
+def _check_sqlite_writable(path: Path) -> None:
+    """ "Cannot write here": the file, its side files, or (for new side files) its directory.
+
+    Says the data is fine: a read-only file or directory is no reason to delete it.
+    """
+    fine = "the database itself is untouched and report/export/studies can read it"
+    if not os.access(path, os.W_OK):
+        raise StorageError(f"cannot write storage file {str(path)!r}: it is read-only; {fine}")
+    sides = [Path(f"{path}{s}") for s in ("-wal", "-shm")]
+    for side in sides:
+        if side.exists() and not os.access(side, os.W_OK):
+            raise StorageError(
+                f"cannot write storage file {str(path)!r}: {str(side)!r} beside it is read-only "
+                f"(left by another user's or tool's read-only open); {fine}. If no process uses "
+                "the database, deleting that side file lets writers in again"
+            )
+    if not all(side.exists() for side in sides):
+        parent = path.parent if str(path.parent) else Path(".")
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".rnnsweep-probe-", dir=parent)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write storage file {str(path)!r}: its directory {str(parent)!r} is not "
+                f"writable ({exc.strerror}) and SQLite keeps its -wal and -shm files there; "
+                f"{fine}"
+            ) from None
+        os.close(fd)
+        os.unlink(probe)
 
 
 def _classify(tables: set[str], where: str) -> None:
@@ -136,8 +179,14 @@ def check_storage(url: str, *, create: bool) -> bool:
     u = _parse(url)
     if u.get_backend_name() == "sqlite":
         path = _sqlite_path(u, url)
-        if path.is_dir():
-            raise StorageError(f"storage path {str(path)!r} is a directory, not a database file")
+        try:  # stat, never open, before knowing what it is: opening a FIFO blocks forever
+            kind = file_kind(path.stat().st_mode)
+        except FileNotFoundError:
+            kind = None
+        except OSError as exc:
+            raise StorageError(f"cannot read storage path {str(path)!r}: {exc.strerror}") from None
+        if kind is not None:
+            raise StorageError(f"storage path {str(path)!r} is {kind}, not a database file")
         if not path.exists():
             if not create:
                 raise StorageError(f"no storage at {str(path)!r}: run a study first")
@@ -150,22 +199,24 @@ def check_storage(url: str, *, create: bool) -> bool:
             return False
         if not os.access(path, os.R_OK):
             raise StorageError(f"cannot read storage file {str(path)!r}: permission denied")
-        if create and not os.access(path, os.W_OK):
-            raise StorageError(f"cannot write storage file {str(path)!r}: permission denied")
         with path.open("rb") as fh:
             head = fh.read(16)
         if head and head != _SQLITE_MAGIC:
             raise StorageError(f"storage file {str(path)!r} is not a SQLite database")
+        if create:
+            _check_sqlite_writable(path)
         try:
-            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            con = ro_connect(path)  # creates no -wal/-shm, even for a damaged file
             try:
                 rows = con.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
             finally:
                 con.close()
         except sqlite3.DatabaseError as exc:
-            raise StorageError(
-                f"storage file {str(path)!r} is not a usable SQLite database: {exc}"
-            ) from None
+            if "not a database" in str(exc) or "malformed" in str(exc):
+                raise StorageError(
+                    f"storage file {str(path)!r} is not a SQLite database, or is damaged: {exc}"
+                ) from None
+            raise StorageError(f"cannot read storage file {str(path)!r}: {exc}") from None
         _classify({r[0] for r in rows}, f"storage file {str(path)!r}")
         return True
 

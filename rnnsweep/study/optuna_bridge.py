@@ -36,8 +36,10 @@ to change when Optuna changes.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import os
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -71,6 +73,7 @@ __all__ = [
     "open_cell",
     "summary_text",
     "trial_attrs",
+    "schema_versions",
 ]
 
 # Optuna's key for constraint values (optuna/study/_constrained_optimization.py);
@@ -93,6 +96,20 @@ _FALLBACK_INITIAL_LOSS = 1.0
 # Diagnostics kept twice in a row's extras (init_region is region, final_region is
 # region_final): told once.
 _DUPLICATE_EXTRAS = ("init_region", "final_region")
+
+
+@functools.cache
+def schema_versions() -> tuple[list[str], str]:
+    """The installed Optuna's storage schema revisions, oldest first (the last is the head
+    its RDB storage writes), and its release: what :meth:`rnnsweep.store.Store.check_before_write`
+    compares a database's ``alembic_version`` with. Read from Optuna's private alembic
+    scripts (``optuna.storages._rdb``)."""
+    import optuna.storages._rdb.storage as rdb
+    from alembic.script import ScriptDirectory
+
+    here = os.path.join(os.path.dirname(rdb.__file__), "alembic")
+    revisions = [r.revision for r in reversed(list(ScriptDirectory(here).walk_revisions()))]
+    return revisions, optuna.__version__
 
 
 def cell_study_name(study: str, arch: str, depth: int) -> str:
@@ -419,7 +436,10 @@ def cell_mismatches(store: Store, study: str) -> list[CellMismatch]:
     still RUNNING: a worker between its commit and its tell). Empty when none, or when
     the storage holds no Optuna tables.
     """
-    names = set(sa.inspect(store.engine).get_table_names())
+    engine = store.reader  # read only (None: a SQLite file not created yet)
+    if engine is None:
+        return []
+    names = set(sa.inspect(engine).get_table_names())
     if not {"trials", "studies", "rnnsweep_trials"} <= names:
         return []
     q = sa.text(
@@ -441,7 +461,7 @@ def cell_mismatches(store: Store, study: str) -> list[CellMismatch]:
         ORDER BY r.optuna_study
         """
     )
-    with store.engine.connect() as con:
+    with engine.connect() as con:
         rows = con.execute(q, {"study": study}).mappings().all()
     return [
         CellMismatch(

@@ -9,7 +9,6 @@ trial; its hash (everything but name, trial budget and device) guards resumes.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
@@ -24,7 +23,7 @@ from rnnsweep.backend import check_device, check_loop
 from rnnsweep.cells import ARCHS, GRU_RESETS, ModelConfig, canonical_arch, get_cell
 from rnnsweep.cells import count_params as _count_params
 from rnnsweep.cells import hidden_for_budget as _hidden_for_budget
-from rnnsweep.errors import SpecError
+from rnnsweep.errors import SpecError, closest
 from rnnsweep.tasks import TASKS, TaskOptionError, make_task
 
 if TYPE_CHECKING:
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
 from rnnsweep.train import OPTIMIZERS, TrainConfig
 
 __all__ = [
+    "LIMITS",
     "SAMPLERS",
     "CellPlan",
     "ModelSpec",
@@ -49,26 +49,62 @@ NONLINEARITIES = ("tanh", "relu")
 INITS = ("gaussian", "orthogonal", "critical")
 CRITICAL_ARCHS = ("rnn", "minimalrnn")  # cells the mean-field theory covers
 
+# Upper bounds on counts and sizes, checked before anything is written (README,
+# "Limits and exit codes"). Each is far above any study this tool is meant for and
+# far below what would exhaust memory or disk while the study is being created.
+LIMITS: dict[str, int] = {
+    "trials": 100_000,  # trials (slots) per (arch, depth) cell
+    "slots": 250_000,  # trials in the whole study: cells x trials
+    "depth": 64,  # stacked layers
+    "hidden": 1 << 16,  # units per layer
+    "params": 100_000_000,  # parameters per trial, readout included
+    "grid_points": 1_000,  # grid sampler: values per numeric dimension
+    "grid": 100_000,  # grid sampler: points per cell (product over dimensions)
+    "steps": 10_000_000,  # optimizer steps per trial
+    "batch_size": 65_536,  # sequences per step
+    "eval_every": 10_000_000,
+    "eval_size": 1_000_000,  # held-out sequences per evaluation
+    "diagnostic_sequences": 100_000,
+    "seq": 100_000,  # task sizes: seq_len, delay, n_vec, unroll, pad, streams, noise, depth
+    "seed": 2**63 - 1,
+}
+_TASK_SIZE_OPTIONS = (
+    "seq_len",
+    "delay",
+    "n_vec",
+    "unroll",
+    "pad",
+    "n_streams",
+    "n_noise",
+    "max_depth",
+)
+
 
 def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
     """`` (did you mean 'x'?)`` or an empty string."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest(word, choices, cutoff=0.5)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 def parse_count(value: int | float | str, what: str = "params") -> int:
     """``20000``, ``"20k"``, ``"1.5M"`` -> int; SpecError otherwise."""
     if isinstance(value, bool):
         raise SpecError(f"{what} must be a count like 20000 or '20k', got {value!r}")
-    if isinstance(value, int | float):
+    if isinstance(value, int):
+        n = value
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise SpecError(f"{what} must be a positive whole count, got {value!r}")
         n = value
     else:
         m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmM]?)\s*", str(value))
         if not m:
             raise SpecError(f"{what} must be a count like 20000 or '20k', got {value!r}")
         n = float(m.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[m.group(2).lower()]
-    if not math.isfinite(n) or n < 1 or n != int(n):
+    if n < 1 or n != int(n):
         raise SpecError(f"{what} must be a positive whole count, got {value!r}")
+    if n > LIMITS["params"]:
+        raise SpecError(f"{what} must be <= {LIMITS['params']:,} (the limit), got {value!r}")
     return int(n)
 
 
@@ -353,25 +389,41 @@ def _as_list(value: Any) -> list[Any]:
     return [value]
 
 
-def _int(value: Any, what: str, minimum: int | None = None) -> int:
-    if isinstance(value, bool):
+def _table(d: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """A sub-table of the spec (``[model]``, ``[train]``...): a mapping or nothing."""
+    value = d.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SpecError(f"{key} must be a table ([{key}] in a study file), got {value!r}")
+    return dict(value)
+
+
+def _int(value: Any, what: str, minimum: int | None = None, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
         raise SpecError(f"{what} must be an integer, got {value!r}")
     try:
-        n = int(str(value).strip()) if not isinstance(value, int) else value
+        n = int(value.strip()) if isinstance(value, str) else value
     except ValueError:
         raise SpecError(f"{what} must be an integer, got {value!r}") from None
     if minimum is not None and n < minimum:
         raise SpecError(f"{what} must be >= {minimum}, got {n}")
+    if maximum is not None and n > maximum:
+        raise SpecError(f"{what} must be <= {maximum:,} (the limit), got {n}")
     return n
 
 
 def _float(value: Any, what: str) -> float:
     if isinstance(value, bool):
         raise SpecError(f"{what} must be a number, got {value!r}")
+    if not isinstance(value, int | float | str):
+        raise SpecError(f"{what} must be a number, got {value!r}")
     try:
         x = float(value)
-    except (TypeError, ValueError):
+    except ValueError:
         raise SpecError(f"{what} must be a number, got {value!r}") from None
+    except OverflowError:
+        raise SpecError(f"{what} is too large for a number, got {value!r}") from None
     if not math.isfinite(x):
         raise SpecError(f"{what} must be finite, got {value!r}")
     return x
@@ -385,7 +437,9 @@ def _parse_range(name: str, value: Any, default: Range) -> Range:
         if "low" not in value or "high" not in value:
             raise SpecError(f"space.{name} needs both low and high, got {dict(value)!r}")
         low, high = value["low"], value["high"]
-        log = bool(value.get("log", log))
+        log = value.get("log", log)
+        if not isinstance(log, bool):
+            raise SpecError(f"space.{name}.log must be true or false, got {log!r}")
     elif isinstance(value, str) and ":" in value:
         parts = value.split(":")
         if len(parts) != 2:
@@ -434,7 +488,7 @@ def _parse_space(d: Mapping[str, Any], where: str = "[space]") -> SearchSpace:
         if k in d:
             kw[k] = _parse_choices(k, d[k])
     if "grid_points" in d:
-        kw["grid_points"] = _int(d["grid_points"], "space.grid_points", 1)
+        kw["grid_points"] = _int(d["grid_points"], "space.grid_points", 1, LIMITS["grid_points"])
     return SearchSpace(**kw)
 
 
@@ -458,7 +512,7 @@ def _parse_depths(value: Any) -> tuple[int, ...]:
     items = _as_list(value)
     if not items:
         raise SpecError("no depth given")
-    depths = [_int(v, "depth") for v in items]
+    depths = [_int(v, "depth", None, LIMITS["depth"]) for v in items]
     for dep in depths:
         if dep < 1:
             raise SpecError(f"depth must be >= 1, got {dep}")
@@ -495,7 +549,8 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
         raise SpecError(
             f"unknown task {task!r}{suggest(task, tuple(TASKS))}; choose from {', '.join(TASKS)}"
         )
-    task_options = dict(d.get("task_options", {}) or {})
+    task_options = _table(d, "task_options")
+    _check_task_options(task_options)
     try:
         task_obj = make_task(task, task_options)
     except TaskOptionError as exc:
@@ -532,7 +587,7 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
         )
     device = check_device(d.get("device", "auto"))
 
-    model_d = dict(d.get("model", {}) or {})
+    model_d = _table(d, "model")
     _check_keys(model_d, _MODEL_KEYS, "[model]")
     gru_reset = str(model_d.get("gru_reset", "pre")).lower()
     if gru_reset not in GRU_RESETS:
@@ -542,16 +597,19 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
     hidden = model_d.get("hidden")
     model = ModelSpec(
         params=parse_count(model_d.get("params", ModelSpec.params)),
-        hidden=None if hidden in (None, 0, "") else _int(hidden, "hidden", 1),
+        hidden=None
+        if hidden is None or (type(hidden) in (int, str) and hidden in (0, ""))
+        else _int(hidden, "hidden", 1, LIMITS["hidden"]),
         gru_reset=gru_reset,
     )
 
-    train_d = dict(d.get("train", {}) or {})
+    train_d = _table(d, "train")
     _check_keys(train_d, _TRAIN_KEYS, "[train]")
     tkw: dict[str, Any] = {}
     for k in ("steps", "batch_size", "eval_every", "eval_size", "eval_seed"):
         if k in train_d:
-            tkw[k] = _int(train_d[k], k.replace("_", "-"), 0 if k == "eval_seed" else 1)
+            top = LIMITS["seed" if k == "eval_seed" else k]
+            tkw[k] = _int(train_d[k], k.replace("_", "-"), 0 if k == "eval_seed" else 1, top)
     for k in ("divergence_factor", "momentum"):
         if k in train_d:
             tkw[k] = _float(train_d[k], k)
@@ -561,7 +619,10 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
         raise SpecError(f"momentum must be in [0, 1), got {tkw['momentum']}")
     if "diagnostic_sequences" in train_d:
         tkw["diagnostic_sequences"] = _int(
-            train_d["diagnostic_sequences"], "diagnostic_sequences", 1
+            train_d["diagnostic_sequences"],
+            "diagnostic_sequences",
+            1,
+            LIMITS["diagnostic_sequences"],
         )
     if "diagnostics" in train_d:
         if not isinstance(train_d["diagnostics"], bool):
@@ -574,7 +635,7 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
     train = TrainConfig(**tkw)
     loop = check_loop(train_d.get("loop", "auto"), "[train] loop")
 
-    space, space_overrides, space_raw = _parse_spaces(dict(d.get("space", {}) or {}), archs)
+    space, space_overrides, space_raw = _parse_spaces(_table(d, "space"), archs)
     if any("critical" in space_overrides.get(a, space).init for a in archs):
         bad = [
             a
@@ -604,9 +665,9 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
         archs=archs,
         depths=depths,
         exclude=tuple(sorted(exclude)),
-        trials=_int(d.get("trials", 20), "trials", 1),
+        trials=_int(d.get("trials", 20), "trials", 1, LIMITS["trials"]),
         sampler=sampler,
-        seed=_int(d.get("seed", 0), "seed", 0),
+        seed=_int(d.get("seed", 0), "seed", 0, LIMITS["seed"]),
         device=device,
         loop=loop,
         model=model,
@@ -616,11 +677,63 @@ def spec_from_dict(d: Mapping[str, Any]) -> StudySpec:
         space_overrides_raw=space_raw,
     )
     object.__setattr__(spec, "_task", task_obj)  # built once, above: see make_task
+    _check_cost(spec)
+    return spec
+
+
+def _check_task_options(options: Mapping[str, Any]) -> None:
+    """Task options are single values; sizes are bounded; numbers are finite."""
+    for k, v in options.items():
+        where = f"task_options.{k}"
+        if isinstance(v, Mapping | list | tuple):
+            raise SpecError(f"{where} must be a single value, got {v!r}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise SpecError(f"{where} must be finite, got {v!r}")
+        if isinstance(v, int) and not isinstance(v, bool):
+            top = LIMITS["seq"] if k in _TASK_SIZE_OPTIONS else LIMITS["seed"]
+            if abs(v) > top:
+                raise SpecError(f"{where} must be <= {top:,} (the limit), got {v}")
+
+
+def _grid_size(space: SearchSpace, arch: str) -> int:
+    """Points of the grid sampler in one cell (the count study.space.grid would build)."""
+    cell = get_cell(arch)
+    n = 1
+    for name, r in space.numeric().items():
+        if (name != "b_fg" or cell.fg_blocks) and not r.fixed:
+            n *= space.grid_points
+    for name, options in space.choices().items():
+        if (name != "nonlinearity" or len(cell.nonlinearities) > 1) and len(options) > 1:
+            n *= len(options)
+    return n
+
+
+def _check_cost(spec: StudySpec) -> None:
+    """What creating the study would cost, refused over the limits before anything is built."""
+    n_cells = sum(1 for a in spec.archs for dep in spec.depths if (a, dep) not in spec.exclude)
+    if n_cells * spec.trials > LIMITS["slots"]:
+        raise SpecError(
+            f"{n_cells} cells x {spec.trials:,} trials = {n_cells * spec.trials:,} trials, over "
+            f"the limit of {LIMITS['slots']:,} per study"
+        )
+    if spec.sampler == "grid":
+        for arch in spec.archs:
+            size = _grid_size(spec.space_for(arch), arch)
+            if size > LIMITS["grid"]:
+                raise SpecError(
+                    f"the grid of {arch} has {size:,} points, over the limit of "
+                    f"{LIMITS['grid']:,}; lower space.grid_points or fix some dimensions"
+                )
     try:
-        spec.cells()
+        plans = spec.cells()
     except ValueError as exc:
         raise SpecError(str(exc)) from None
-    return spec
+    for plan in plans:
+        if plan.params > LIMITS["params"]:
+            raise SpecError(
+                f"cell {plan.key} would have {plan.params:,} parameters per trial (hidden "
+                f"{plan.hidden}), over the limit of {LIMITS['params']:,}"
+            )
 
 
 def spec_from_json(d: Mapping[str, Any]) -> StudySpec:

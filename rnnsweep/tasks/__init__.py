@@ -6,11 +6,11 @@ this package keeps the registry that the study spec resolves names against.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Mapping
 from typing import Any
 
+from rnnsweep.errors import closest
 from rnnsweep.tasks.adding import AddingTask
 from rnnsweep.tasks.arith import ArithTask
 from rnnsweep.tasks.base import Batch, ClassificationTask, RegressionTask, Task, TaskOptionError
@@ -61,8 +61,8 @@ TASKS: dict[str, type[Task]] = {
 
 def _did_you_mean(word: str, choices: list[str]) -> str:
     """``" did you mean 'x'?"`` for the closest choice, or ``""`` when none is close."""
-    close = difflib.get_close_matches(word, choices, n=1)
-    return f" did you mean {close[0]!r}?" if close else ""
+    close = closest(word, choices)
+    return f" did you mean {close!r}?" if close else ""
 
 
 def _task_class(name: str) -> type[Task]:

@@ -37,6 +37,8 @@ import torch
 from scipy.optimize import brentq
 from scipy.special import expit
 
+from rnnsweep.cells.base import haar_orthogonal
+
 __all__ = [
     "MeanField",
     "gaussian_expectation",
@@ -385,19 +387,12 @@ def mean_field(
 # ---- Monte-Carlo simulation of wide random networks ----------------------------------------
 
 
-def _orthogonal(n: int, gen: torch.Generator) -> torch.Tensor:
-    """A Haar-random ``(n, n)`` orthogonal matrix (QR with sign fix, Mezzadri 2007)."""
-    a = torch.randn(n, n, generator=gen, dtype=torch.float64)
-    q, r = torch.linalg.qr(a)
-    return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
-
-
 def _recurrent_matrix(
     N: int, sigma_w: float, orthogonal: bool, gen: torch.Generator
 ) -> torch.Tensor:
     """``W``: ``sigma_w * O`` (Haar orthogonal) or i.i.d. ``N(0, sigma_w^2 / N)``, ``(N, N)``."""
     if orthogonal:
-        return sigma_w * _orthogonal(N, gen)
+        return sigma_w * haar_orthogonal(N, gen)
     return torch.randn(N, N, generator=gen, dtype=torch.float64) * (sigma_w / math.sqrt(N))
 
 

@@ -18,11 +18,27 @@ import numpy as np
 
 from rnnsweep.theory.meanfield import mean_field
 
-__all__ = ["phase_grid", "plot_phase"]
+__all__ = ["default_axes", "phase_grid", "phase_label", "plot_phase"]
 
 Other = Literal["sigma_b", "mu_b"]
 
 _SYMBOL = {"sigma_w": "σ_w", "sigma_b": "σ_b", "mu_b": "μ_b"}
+
+
+def default_axes(arch: Literal["rnn", "minimalrnn"]) -> tuple[np.ndarray, np.ndarray, Other]:
+    """``rnnsweep theory --grid``'s axes: 60 values of sigma_w and 60 of the other axis
+    (sigma_b in [0, 1.5] for the vanilla RNN, mu_b in [-4, 6] for the minimalRNN, whose
+    broad trainable band needs the wider sigma_w range), and the other axis' name."""
+    if arch == "minimalrnn":
+        return np.linspace(0.05, 6.0, 60), np.linspace(-4.0, 6.0, 60), "mu_b"
+    return np.linspace(0.05, 3.0, 60), np.linspace(0.0, 1.5, 60), "sigma_b"
+
+
+def phase_label(chi: float) -> str:
+    """The phase of an initialisation: ordered (chi < 1), critical, or chaotic (chi > 1)."""
+    if chi < 1:
+        return "ordered (chi < 1)"
+    return "critical" if chi == 1 else "chaotic (chi > 1)"
 
 
 def phase_grid(
