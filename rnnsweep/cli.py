@@ -829,6 +829,15 @@ def _pick_study(store, study: str | None, fmt: str, *, say: bool = True) -> str:
     return name
 
 
+def _warn_optuna_mismatch(store, study: str) -> None:
+    """One line on stderr when a study's Optuna cells were changed outside rnnsweep."""
+    from rnnsweep.study.optuna_bridge import cell_mismatches, mismatch_warning
+
+    bad = cell_mismatches(store, study)
+    if bad:
+        sys.stderr.write(mismatch_warning(study, bad) + "\n")
+
+
 def _say_latest(name: str) -> None:
     err.print(f"Study: {name} (the most recent; pass --study to choose another)")
 
@@ -893,6 +902,7 @@ def report(
     with _open_store(storage) as store:
         name = _pick_study(store, study, fmt)
         spec = store.study_spec(name)
+        _warn_optuna_mismatch(store, name)
         frame = tidy_trials(store.trials_frame(name))
         rows = feasibility_rows(frame, keys)
         curves = store.curves_frame(name) if plot is not None else None
@@ -974,6 +984,8 @@ def studies(
     with _open_store(storage) as store:
         rows = store.list_studies()
         where = store.masked_url
+        for r in rows:
+            _warn_optuna_mismatch(store, r["study"])
     cols = [
         Column(k, k)
         for k in (

@@ -171,14 +171,14 @@ def _reruns_kept_params(url: str, study: str) -> int:
     for s in optuna.get_all_study_summaries(storage=url):
         st = optuna.load_study(study_name=s.study_name, storage=url)
         done = {
-            t.user_attrs["slot"]: t
+            t.user_attrs["rnnsweep_slot"]: t
             for t in st.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
         }
         for t in st.get_trials(states=(optuna.trial.TrialState.FAIL,)):
-            again = done[t.user_attrs["slot"]]
+            again = done[t.user_attrs["rnnsweep_slot"]]
             assert again.params == t.params
-            assert again.user_attrs["seed"] == t.user_attrs["seed"]
-            assert again.user_attrs.get("rerun") is True
+            assert again.user_attrs["rnnsweep_seed"] == t.user_attrs["rnnsweep_seed"]
+            assert again.user_attrs.get("rnnsweep_rerun") == 1
             reran += 1
         assert not st.get_trials(states=(optuna.trial.TrialState.RUNNING,))
     return reran

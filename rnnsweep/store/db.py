@@ -466,6 +466,32 @@ class Store:
             ).first()
         return int(row[0] or 0), int(row[1] or 0)
 
+    def cell_counts(self, optuna_study: str) -> tuple[int, int, float | None]:
+        """(counted trials, feasible among them, worst feasible final loss) of one cell,
+        by its Optuna study's name (what Optuna is told: optuna_bridge)."""
+        study = optuna_study.rsplit(".", 2)[0]  # STUDY.ARCH.dDEPTH: the indexed column
+        feasible = sa.case((trials.c.diverged, 0), else_=1)
+        with self.engine.connect() as con:
+            row = con.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.sum(feasible),
+                    sa.func.max(sa.case((trials.c.diverged, None), else_=trials.c.final_loss)),
+                ).where(
+                    trials.c.study == study,
+                    trials.c.optuna_study == optuna_study,
+                    trials.c.state == "complete",
+                )
+            ).first()
+        worst = float(row[2]) if row[2] is not None else None
+        return int(row[0] or 0), int(row[1] or 0), worst
+
+    def trial_curve(self, row_id: int) -> list[dict[str, Any]]:
+        """The learning curve of one trial row, by step."""
+        q = sa.select(curves).where(curves.c.trial_row == row_id).order_by(curves.c.step)
+        with self.engine.connect() as con:
+            return [dict(r) for r in con.execute(q).mappings()]
+
     def claimed_slots(self, study: str) -> list[tuple[int, str]]:
         with self.engine.connect() as con:
             return [

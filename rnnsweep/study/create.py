@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rnnsweep.store.queue import SlotQueue
-from rnnsweep.study.optuna_bridge import cell_study_name, open_cell, schema_versions
+from rnnsweep.study.optuna_bridge import cell_study_name, check_cells, open_cell, schema_versions
 
 if TYPE_CHECKING:
     from rnnsweep.store import Store
@@ -30,6 +30,7 @@ def create_study(study: ResolvedStudy, store: Store) -> tuple[bool, int, int]:
         {cell_study_name(spec.name, p.arch, p.depth): (p.arch, p.depth) for p in study.plans},
         schema_versions(),
     )
+    check_cells(store, spec.name)  # a cell deleted in Optuna is not re-created empty
     resumed = store.register_study(study.stored, spec.identity(), study.spec_hash)
     store.touch_study(spec.name)
     for plan in study.plans:

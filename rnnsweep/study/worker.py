@@ -34,7 +34,13 @@ from rnnsweep.errors import SpecError
 from rnnsweep.store.queue import Slot, SlotQueue
 from rnnsweep.store.tables import trial_row
 from rnnsweep.study.create import create_study
-from rnnsweep.study.optuna_bridge import CellStudy, finish_told_late, trial_id
+from rnnsweep.study.optuna_bridge import (
+    CellStudy,
+    attempt_attrs,
+    check_cells,
+    finish_told_late,
+    trial_id,
+)
 from rnnsweep.study.params import slot_params
 from rnnsweep.study.resolved import ResolvedStudy, resolve_stored
 from rnnsweep.study.space import (
@@ -193,22 +199,15 @@ def _start_attempt(study: ResolvedStudy, cell: CellStudy, slot: Slot, queue: Slo
     # the one the slot recorded, and any other still RUNNING for this slot (a worker
     # killed between creating a trial and recording it on the slot leaves one).
     cell.fail_if_running(slot.optuna_trial_id)
-    attrs = {
-        "slot": slot.slot,
-        "attempt": slot.attempts,
-        "hidden": plan.hidden,
-        "params": plan.params,
-    }
     if slot.attempts > 1:
-        attrs["rerun"] = True
         for tid in cell.running_trial_ids(slot.slot):
             cell.fail_if_running(tid)
     if slot.params is not None:  # a re-run: the same trial again
         params, seed = slot.params, int(slot.seed)
-        trial = cell.create_trial(params, {**attrs, "seed": seed})
+        trial = cell.create_trial(params, attempt_attrs(slot.slot, slot.attempts, seed))
     elif spec.sampler in ADAPTIVE_SAMPLERS:
         seed = derive_seed(spec.seed, "trial", plan.arch, plan.depth, slot.slot)
-        trial = cell.ask_trial({**attrs, "seed": seed})
+        trial = cell.ask_trial(attempt_attrs(slot.slot, slot.attempts, seed))
         params = dict(trial.params)
     else:
         seed = derive_seed(spec.seed, "trial", plan.arch, plan.depth, slot.slot)
@@ -221,7 +220,7 @@ def _start_attempt(study: ResolvedStudy, cell: CellStudy, slot: Slot, queue: Slo
             slot.slot,
             spec.seed,
         )
-        trial = cell.create_trial(params, {**attrs, "seed": seed})
+        trial = cell.create_trial(params, attempt_attrs(slot.slot, slot.attempts, seed))
     queue.record_attempt(slot.id, params, seed, trial_id(trial))
     return _Attempt(
         slot, trial, settings_from_params(spec.space_for(plan.arch), plan, params, seed)
@@ -264,6 +263,7 @@ def run_worker(
         "sampler": spec.sampler,
         "rnnsweep_version": __version__,
     }
+    check_cells(store, spec.name)  # refuse a study whose Optuna cells were changed outside
     cells = {plan.key: CellStudy(spec, store, plan) for plan in resolved.plans}
     queue = SlotQueue(store.engine, spec.name)
     _reap_dead_local_claims(queue, store)
@@ -415,6 +415,7 @@ def _train_and_commit(
             )  # fmt: skip
             done += ok is not None
             feasible += bool(ok)
+        cell.update_summary()  # the cell's feasible fraction, for the dashboard
         t_store += time.perf_counter() - t0
     return done, feasible, t_store
 
@@ -500,5 +501,6 @@ def _commit(
         return None
     # The value the sampler minimises: the eval loss, or the task's own objective
     # (capacity: minus the stored bits, which Collins' tuner maximised).
-    cell.tell(tid, res.diverged, task.objective(res.final_loss, res.metric), solved)
+    objective = None if res.diverged else task.objective(res.final_loss, res.metric)
+    cell.tell(tid, row, res.curve, objective=objective)
     return not res.diverged
