@@ -87,6 +87,10 @@ class BenchRow:
     # CPU; on CUDA the torch-op loop and which of its switches were on (loop_status)
     cpu_loop: str
     device: str = "cpu"
+    # on CUDA: kernel launches per packed training step (torch.profiler's CUDA runtime
+    # launch calls) and the packed step's peak GPU memory; None on the CPU
+    launches_per_step: int | None = None
+    peak_gpu_mb: float | None = None
 
 
 def bench_suite(quick: bool) -> list[BenchCase]:
@@ -233,6 +237,42 @@ def _torch_step_fn(case: BenchCase, device: str = "cpu") -> Callable[[], None] |
     return _synced(step, device)
 
 
+def cuda_launches(step: Callable[[], None]) -> int:
+    """Kernel launches of one call of ``step`` on CUDA: the CUDA runtime's and driver's
+    launch calls that torch.profiler records (cuDNN's, cuBLAS's, Triton's alike).
+    Not measured on a GPU yet (no GPU was lent; docs/PERFORMANCE.md)."""
+    step()
+    with torch.profiler.profile(
+        activities=[torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    ) as prof:
+        step()
+    names = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx")
+    return sum(1 for e in prof.events() or [] if e.name in names)
+
+
+def cuda_peak_mb(step: Callable[[], None], device: str) -> float:
+    """Peak GPU memory (MiB) allocated while ``step`` runs once."""
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20
+
+
+def cuda_backends(device: str) -> list[Backend]:
+    """What ``bench --device cuda`` compares, besides torch.nn (cuDNN) one trial at a time:
+    the torch-op loop; the torch-op loop with compiled steps and graph replay; the Triton
+    loop (where Triton imports)."""
+    import dataclasses
+
+    torch_ops = resolve_backend(device, "float32", "torch")
+    compiled = dataclasses.replace(resolve_backend(device, "float32", "compiled"), graphs=True)
+    out = [dataclasses.replace(torch_ops, graphs=False), compiled]
+    if get_loop("triton").unavailable(torch.device(device), torch.float32) is None:
+        out.append(resolve_backend(device, "float32", "triton"))
+    return out
+
+
 def run_bench(
     cases: Sequence[BenchCase],
     *,
@@ -264,6 +304,10 @@ def run_bench(
         def per_hour(seconds_per_step: float, trials: int = 1, steps: int = case.steps) -> float:
             return 3600.0 * trials / (seconds_per_step * steps)
 
+        launches = peak_mb = None
+        if torch.device(device).type == "cuda":
+            launches = cuda_launches(packed_step)
+            peak_mb = cuda_peak_mb(packed_step, device)
         flops = 3.0 * forward_flops(cfg, case.seq_len, case.batch_size) * pack_size
         gflops = flops / t_packed / 1e9
         packed_tph = per_hour(t_packed, pack_size)
@@ -292,6 +336,8 @@ def run_bench(
             threads=threads,
             cpu_loop=backend.describe(),
             device=device,
+            launches_per_step=launches,
+            peak_gpu_mb=peak_mb,
         )
         rows.append(row)
         if on_case is not None:

@@ -1278,18 +1278,26 @@ def bench(
             "--memory and --e2e measure the CPU; run them without --device", param_hint="--device"
         )
     _check_device(device, auto=False)
-    backend = resolve_backend(device, "float32", check_loop(loop) if loop is not None else None)
+    named = check_loop(loop) if loop is not None else None
+    if device.startswith("cuda") and named is None:  # the GPU comparison, in one run
+        from rnnsweep.bench import cuda_backends
+
+        backends = cuda_backends(device)
+    else:
+        backends = [resolve_backend(device, "float32", named)]
     torch.set_num_threads(threads)
     cases = bench_suite(quick)
+    rows = []
     with err.status("benchmarking...") as status:
-        rows = run_bench(
-            cases,
-            pack_size=pack_size,
-            timed_steps=3 if quick else 7,
-            peak_seconds=0.5 if quick else 1.0,
-            on_case=lambda r: status.update(f"benchmarked {r.arch} depth {r.depth}"),
-            backend=backend,
-        )
+        for backend in backends:
+            rows += run_bench(
+                cases,
+                pack_size=pack_size,
+                timed_steps=3 if quick else 7,
+                peak_seconds=0.5 if quick else 1.0,
+                on_case=lambda r: status.update(f"benchmarked {r.arch} depth {r.depth}"),
+                backend=backend,
+            )
     pct = lambda v: f"{100 * v:.0f}%"  # noqa: E731
     cols = [
         Column("arch"),
@@ -1307,9 +1315,15 @@ def bench(
         Column("native_gemm_gflops", "AVX-512 GEMM", ".1f"),
         Column("fraction_of_native_gemm", "of it", pct),
     ]
+    if len(backends) > 1:  # one row per case and loop: name the loop, launches and memory
+        cols.insert(0, Column("cpu_loop", "packed loop"))
+        cols += [
+            Column("launches_per_step", "launches/step"),
+            Column("peak_gpu_mb", "peak MiB", ".0f"),
+        ]
     title = (
         f"parens, seq 50, batch 32, 300 steps/trial; {device}, {threads} thread(s); "
-        f"packed time loop: {rows[0].cpu_loop}"
+        f"packed time loop: {rows[0].cpu_loop if len(backends) == 1 else 'per row'}"
     )
     extras: dict[str, list[dict]] = {}
     if scaling:

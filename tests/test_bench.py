@@ -143,3 +143,18 @@ def test_bench_times_the_fixed_buffer_step(monkeypatch):
     assert len(calls) == _graphs.WARMUP_STEPS + 1 + 2
     assert row.packed_trials_per_hour > 0 and row.device == "cpu"
     assert "graphs" in row.cpu_loop and resolve_backend("cpu").graphs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bench_on_cuda_compares_the_loops_in_one_run(cli):
+    """`bench --device cuda --quick` (no --loop): one row per loop (torch ops; compiled steps
+    with graph replay; Triton where it imports), each with launches per step and peak GPU
+    memory, beside torch.nn (cuDNN) one trial at a time."""
+    r = cli("bench", "--device", "cuda", "--quick", "--format", "json")
+    assert r.code == 0, r.err
+    rows = json.loads(r.out)
+    loops = [row["cpu_loop"].split()[0] for row in rows]
+    assert loops[:2] == ["torch", "compiled"]
+    for row in rows:
+        assert row["launches_per_step"] > 0 and row["peak_gpu_mb"] > 0
+        assert row["torch_trials_per_hour"] > 0

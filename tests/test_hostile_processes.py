@@ -3,6 +3,7 @@ database, a full disk mid-run, and another user's read-only opens."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sqlite3
@@ -196,27 +197,52 @@ def test_full_disk_mid_run_exits_75_and_a_rerun_finishes_exactly(small_disk):
 # ---- another user's read-only opens -------------------------------------------------------
 
 
+# Root ignores file permissions, so "another user" is either nobody (where nobody can run
+# this Python), or root without the capabilities that override permissions (setpriv drops
+# CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH and CAP_FOWNER): a 0444 file is then read-only to
+# it, as to any other user. CI's Python lives under /root, which nobody cannot enter.
+_DROP = "-dac_override,-dac_read_search,-fowner"
+
+
+@functools.cache
+def _other_user_mode() -> str | None:
+    """How to run as "another user" here: "nobody", "setpriv", or None (cannot)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        subprocess.run([sys.executable, "-c", "pass"], user=65534, group=65534, check=True)
+        return "nobody"
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    if shutil.which("setpriv") is None:
+        return None
+    probe = subprocess.run(
+        ["setpriv", f"--bounding-set={_DROP}", f"--inh-caps={_DROP}", sys.executable, "-c",
+         "import os, sys, tempfile\n"
+         "fd, p = tempfile.mkstemp(); os.close(fd); os.chmod(p, 0o444)\n"
+         "try:\n    open(p, 'a')\nexcept PermissionError:\n    sys.exit(0)\n"
+         "finally:\n    os.unlink(p)\nsys.exit(1)"],
+    )  # fmt: skip
+    return "setpriv" if probe.returncode == 0 else None
+
+
 def _as_other_user(args: list[str], cwd: Path):
-    """``rnnsweep ARGS`` as another user (nobody when we are root), so permissions bite."""
-    kw = {"user": 65534, "group": 65534} if os.geteuid() == 0 else {}
+    """``rnnsweep ARGS`` as another user (see _other_user_mode), so permissions bite."""
+    cmd = [sys.executable, "-m", "rnnsweep", *args]
+    kw: dict = {}
+    if _other_user_mode() == "nobody":
+        kw = {"user": 65534, "group": 65534}
+    elif _other_user_mode() == "setpriv":
+        cmd = ["setpriv", f"--bounding-set={_DROP}", f"--inh-caps={_DROP}", *cmd]
     return subprocess.run(
-        [sys.executable, "-m", "rnnsweep", *args],
-        cwd=cwd,
-        env=_env(HOME=str(cwd)),
-        capture_output=True,
-        text=True,
-        **kw,
+        cmd, cwd=cwd, env=_env(HOME=str(cwd)), capture_output=True, text=True, **kw
     )
 
 
 @pytest.fixture
 def shared_dir():
-    if os.geteuid() != 0:
-        pytest.skip("needs root to act as another user")
-    try:
-        subprocess.run([sys.executable, "-c", "pass"], user=65534, group=65534, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip(f"{sys.executable} cannot be run by another user here")
+    if _other_user_mode() is None:
+        pytest.skip("needs root, and nobody or setpriv, to act as another user")
     d = Path(tempfile.mkdtemp(prefix="rnnsweep-shared-"))
     d.chmod(0o777)
     yield d
