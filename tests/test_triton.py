@@ -45,6 +45,7 @@ if importlib.util.find_spec("triton") is None:  # pragma: no cover - depends on 
 
 import torch
 from cellcases import ALL_VARIANTS, randomise
+from test_kernels import _rel_err, _run
 
 from rnnsweep.cells import InitConfig, ModelConfig, PackedRNN, get_cell
 from rnnsweep.kernels import _triton
@@ -98,17 +99,6 @@ def _stack(model: PackedRNN, layer_forward, s):
     return forward
 
 
-def _run(model: PackedRNN, forward, x: torch.Tensor, w: torch.Tensor):
-    """Output and the gradients of ``sum(out * w)`` w.r.t. every parameter and ``x``."""
-    model.zero_grad(set_to_none=True)
-    x = x.detach().clone().requires_grad_(True)
-    out = forward(x)
-    (out * w).sum().backward()
-    grads = {name: p.grad.detach().clone() for name, p in model.named_parameters()}
-    grads["x"] = x.grad.detach().clone()
-    return out.detach(), grads
-
-
 def _reference(cell, p, x, s):
     return cell.layer_forward(p, x, s)
 
@@ -117,12 +107,6 @@ def _alone(model: PackedRNN, k: int, layer_forward, s, x, w):
     """Member k as a pack of one, run with ``layer_forward`` and nonlinearity ``s``."""
     alone = model.subset([k])
     return _run(alone, _stack(alone, layer_forward, s), x[k : k + 1], w[k : k + 1])
-
-
-def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
-    scale = b.abs().max().item()
-    diff = (a - b).abs().max().item()
-    return diff / scale if scale > 0 else diff
 
 
 def _assert_close(got, ref, tol: float) -> None:

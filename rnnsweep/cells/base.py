@@ -22,11 +22,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, TypeVar
 
 import torch
 
-__all__ = ["Cell", "InitConfig", "Params", "State", "activation"]
+__all__ = ["Cell", "InitConfig", "Params", "State", "activation", "for_cell"]
 
 Params = dict[str, torch.Tensor]
 State = tuple[torch.Tensor, ...]
@@ -186,3 +186,15 @@ def haar_orthogonal(n: int, gen: torch.Generator) -> torch.Tensor:
     a = torch.randn(n, n, generator=gen, dtype=torch.float64)
     q, r = torch.linalg.qr(a)
     return q * torch.sign(torch.diagonal(r)).unsqueeze(0)
+
+
+_V = TypeVar("_V")
+
+
+def for_cell(table: dict[type, _V], cell: object, what: str) -> _V:
+    """The entry of ``table`` for ``cell``'s nearest class in its MRO (an IRNNCell finds
+    its RNNCell's); ValueError naming ``what`` where none is registered."""
+    for klass in type(cell).__mro__:
+        if klass in table:
+            return table[klass]
+    raise ValueError(f"no {what} for cell {type(cell).__name__!r}")

@@ -73,6 +73,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from rnnsweep.cells.base import for_cell
 from rnnsweep.cells.zoo import (
     GRUCell,
     GRUTorchCell,
@@ -137,10 +138,7 @@ _launches = 0
 
 
 def _plan(cell: Cell) -> _Plan:
-    for klass in type(cell).__mro__:
-        if klass in _PLANS:
-            return _PLANS[klass]
-    raise ValueError(f"no Triton kernel for cell {type(cell).__name__!r}")
+    return for_cell(_PLANS, cell, "Triton kernel")
 
 
 def padded(n: int) -> int:

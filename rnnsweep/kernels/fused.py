@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from rnnsweep.cells.base import for_cell
 from rnnsweep.cells.zoo import (
     GRUCell,
     GRUTorchCell,
@@ -50,10 +51,7 @@ _KERNELS: dict[type, SequenceKernel] = {
 
 def kernel_for(cell: Cell) -> SequenceKernel:
     """The fused kernel of ``cell`` (nearest registered class in its MRO); ValueError if none."""
-    for klass in type(cell).__mro__:
-        if klass in _KERNELS:
-            return _KERNELS[klass]
-    raise ValueError(f"no fused kernel for cell {type(cell).__name__!r}")
+    return for_cell(_KERNELS, cell, "fused kernel")
 
 
 def _default_loop(x: Tensor) -> TimeLoop:
