@@ -59,7 +59,25 @@ def distinct_patterns(b: int, n_bits: int, g: torch.Generator) -> torch.Tensor:
     return patterns.to(torch.float32)
 
 
-class CapacityTask(ClassificationTask):
+class MemorisedPatterns:
+    """What the capacity and rcf tasks share: ``b`` fixed patterns, trained on with
+    replacement and evaluated all at once. A subclass sets ``b`` and ``_batch(idx)``."""
+
+    b: int
+
+    def _batch(self, idx: torch.Tensor) -> Batch:
+        raise NotImplementedError
+
+    def sample(self, generator: torch.Generator, batch_size: int) -> Batch:
+        idx = torch.randint(0, self.b, (batch_size,), generator=generator)  # (B,)
+        return self._batch(idx)
+
+    def eval_batch(self, seed: int, size: int) -> Batch:
+        """All ``b`` patterns once, in order; ``seed`` and ``size`` are ignored."""
+        return self._batch(torch.arange(self.b))
+
+
+class CapacityTask(MemorisedPatterns, ClassificationTask):
     """Memorise ``b`` fixed random binary patterns' random binary labels.
 
     Data. In ``__init__`` a generator seeded with ``data_seed`` draws ``b``
@@ -119,14 +137,6 @@ class CapacityTask(ClassificationTask):
         x = torch.zeros(T, B, self.n_bits)  # (T, B, n_in)
         x[0] = self.patterns[idx]
         return Batch.at_end(x, self.labels[idx].unsqueeze(-1))  # target (B, S=1)
-
-    def sample(self, generator: torch.Generator, batch_size: int) -> Batch:
-        idx = torch.randint(0, self.b, (batch_size,), generator=generator)  # (B,)
-        return self._batch(idx)
-
-    def eval_batch(self, seed: int, size: int) -> Batch:
-        """All ``b`` patterns once, in order; ``seed`` and ``size`` are ignored (see class)."""
-        return self._batch(torch.arange(self.b))
 
     def summary(self, eval_loss: float, metric: float, n_params: int) -> dict[str, float]:
         """Stored information ``I`` (bits) and ``I / n_params`` (Collins' bits per parameter)."""

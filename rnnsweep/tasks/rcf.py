@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from rnnsweep.tasks.base import Batch, RegressionTask, _int_option
-from rnnsweep.tasks.capacity import distinct_patterns
+from rnnsweep.tasks.capacity import MemorisedPatterns, distinct_patterns
 
 __all__ = ["RcfTask", "gaussian_bits"]
 
@@ -54,7 +54,7 @@ def gaussian_bits(n_values: int, mse: float, variance: float = 1.0) -> float:
     return n_values * max(0.0, 0.5 * math.log2(variance / mse))
 
 
-class RcfTask(RegressionTask):
+class RcfTask(MemorisedPatterns, RegressionTask):
     """Memorise real targets of ``b`` fixed random binary patterns.
 
     Data. In ``__init__`` a generator seeded with ``data_seed`` draws the ``b``
@@ -109,14 +109,6 @@ class RcfTask(RegressionTask):
         x = torch.zeros(T, B, self.n_bits)  # (T, B, n_in)
         x[0] = self.patterns[idx]
         return Batch.at_end(x, self.targets[idx])  # target (B, n_out)
-
-    def sample(self, generator: torch.Generator, batch_size: int) -> Batch:
-        idx = torch.randint(0, self.b, (batch_size,), generator=generator)  # (B,)
-        return self._batch(idx)
-
-    def eval_batch(self, seed: int, size: int) -> Batch:
-        """All ``b`` patterns once, in order; ``seed`` and ``size`` are ignored."""
-        return self._batch(torch.arange(self.b))
 
     def summary(self, eval_loss: float, metric: float, n_params: int) -> dict[str, float]:
         """The rate-distortion lower bound on stored bits, and per parameter."""
