@@ -1227,9 +1227,17 @@ def bench(
     e2e: Annotated[
         bool,
         typer.Option(
-            help="Also time a whole 32-trial `rnnsweep run` with --pack-size 1 and 32 (minutes)."
+            help="Also time whole runs: `rnnsweep run` against a user's own Optuna + torch.nn "
+            "script (benchmarks/peer_optuna_gru.py), 32 trials of 300 steps, at 1 and 2 "
+            "threads: trials per hour and the ratio (many minutes)."
         ),
     ] = False,
+    e2e_arch: Annotated[
+        list[str] | None,
+        typer.Option("--e2e-arch", help="Cells of the --e2e comparison (depth 2). [default: gru]"),
+    ] = None,
+    e2e_steps: Annotated[int, typer.Option(help="Steps per trial in --e2e.")] = 300,
+    e2e_trials: Annotated[int, typer.Option(help="Trials per study in --e2e.")] = 32,
     launches: Annotated[
         bool,
         typer.Option(
@@ -1249,12 +1257,14 @@ def bench(
 
     from rnnsweep.backend import check_loop, resolve_backend
     from rnnsweep.bench import (
+        PEER_ARCHS,
         BenchCase,
+        PeerCase,
         bench_suite,
-        end_to_end,
         peak_memory,
         rows_as_dicts,
         run_bench,
+        versus_peer,
     )
     from rnnsweep.bench import scaling as bench_scaling
     from rnnsweep.render import Column, render
@@ -1309,8 +1319,25 @@ def bench(
                 peak_memory(BenchCase(a, 8, 128, 100, 32), 64) for a in ("ugrnn", "gru", "lstm")
             ]
     if e2e:
-        with err.status("timing whole 32-trial runs with pack size 1 and 32..."):
-            extras["end_to_end"] = end_to_end(threads=threads)
+        peer_cases = [
+            PeerCase(a.strip(), 2, trials=e2e_trials, steps=e2e_steps)
+            for arg in e2e_arch or ["gru"]
+            for a in arg.split(",")
+        ]
+        bad = [c.arch for c in peer_cases if c.arch not in PEER_ARCHS]
+        if bad or e2e_steps < 1 or e2e_trials < 1:
+            raise typer.BadParameter(
+                f"cells {', '.join(PEER_ARCHS)}, steps and trials >= 1; got {bad or 'a count < 1'}",
+                param_hint="--e2e-arch/--e2e-steps/--e2e-trials",
+            )
+        with err.status("timing whole runs against the peer script...") as status:
+            extras["versus_peer"] = versus_peer(
+                peer_cases,
+                loop=loop,
+                on_row=lambda r: status.update(
+                    f"{r['arch']} at {r['threads']} thread(s): {r['speedup']:.2f}x the peer"
+                ),
+            )
     if fmt == "json" and extras:  # one JSON document: the rows plus each extra table
         import json
 

@@ -379,36 +379,42 @@ def _train_and_commit(
     Returns (trials committed, feasible among them, seconds spent committing).
     """
     spec, plan = study.spec, cell.plan
-    # Members of one pack share the nonlinearity (it is compiled into the kernels'
-    # pointwise math) and the task (a tuned b is a different data set); everything
-    # else, optimizer included, varies per member.
+    # Members of one pack share the task (a tuned b is a different data set), and the
+    # nonlinearity where the time loop compiles it into the pack's pointwise math (the
+    # fused loops read it per member: there the pack stays whole); everything else,
+    # optimizer included, varies per member. No member's numbers depend on its pack.
+    mixes = backend.time_loop.mixes_nonlinearity
     groups: dict[tuple[str, int | None], list[int]] = defaultdict(list)
     for i, a in enumerate(attempts):
-        groups[(a.settings.nonlinearity, a.settings.b)].append(i)
+        groups[("" if mixes else a.settings.nonlinearity, a.settings.b)].append(i)
     done = feasible = 0
     t_store = 0.0
-    for (nl, _b), idx in groups.items():
+    for idx in groups.values():
         task = task_for(spec, attempts[idx[0]].settings, cell.tasks) or study.task
-        model_cfg = ModelConfig(
-            plan.arch,
-            task.n_in,
-            task.n_out,
-            plan.hidden,
-            plan.depth,
-            nonlinearity=nl,
-            gru_reset=spec.model.gru_reset,
-        )
+        cfgs = [
+            ModelConfig(
+                plan.arch,
+                task.n_in,
+                task.n_out,
+                plan.hidden,
+                plan.depth,
+                nonlinearity=attempts[i].settings.nonlinearity,
+                gru_reset=spec.model.gru_reset,
+            )
+            for i in idx
+        ]
         results = train_pack(
             task,
-            model_cfg,
+            cfgs[0],
             [attempts[i].settings.optimizer for i in idx],
             [_member(attempts[i].settings, study, plan.arch) for i in idx],
             spec.train,
             backend=backend,
             on_step=_check_interrupt,
+            nonlinearities=[c.nonlinearity for c in cfgs],
         )
         t0 = time.perf_counter()
-        for i, res in zip(idx, results, strict=True):
+        for i, model_cfg, res in zip(idx, cfgs, results, strict=True):
             ok = _commit(
                 study, task, store, cell, attempts[i], model_cfg, res, len(idx), backend,
                 config_base, worker,
