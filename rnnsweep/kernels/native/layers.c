@@ -42,7 +42,7 @@ typedef struct {
     void *gemm;       /* sgemm_ (f32) or dgemm_ (f64), Fortran calling convention */
     void *A, *Hs, *Wh, *WhT, *Xin, *Wx, *bias, *F, *dH, *X, *Ys, *dY, *Cs, *N, *dN, *Z, *bhn, *carry, *scratch;
     void *dWh, *dWx, *dX, *WxT, *gscratch, *db;
-    const int64_t *relu_of; /* per-member nonlinearity codes (K,), 0 tanh 1 relu; NULL: relu */
+    int64_t *relu_of; /* per-member nonlinearity codes (K,), 0 tanh 1 relu; NULL: relu */
 } Layer;
 
 /* Rows of F per pass of the weight gradients: a pass's rows of F, h and x stay in L2. */
