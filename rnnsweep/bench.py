@@ -529,7 +529,9 @@ def _timed(cmd: list[str], env: dict[str, str]) -> float:
 def _rnnsweep_cmd(case: PeerCase, threads: int | None, db: Path, loop: str | None) -> list[str]:
     import sys
 
-    cmd = [sys.executable, "-m", "rnnsweep", "run", "--task", "parens", "--arch", case.arch]
+    toml = db.with_suffix(".toml")  # the sequence length has no flag: a study file says it
+    toml.write_text(f'task = "parens"\n[task_options]\nseq_len = {case.seq_len}\n')
+    cmd = [sys.executable, "-m", "rnnsweep", "run", str(toml), "--arch", case.arch]
     cmd += ["--depth", str(case.depth), "--hidden", str(case.hidden), "--trials", str(case.trials)]
     cmd += ["--steps", str(case.steps), "--batch-size", str(case.batch_size), "--seed", "0"]
     cmd += ["--storage", f"sqlite:///{db}", "--quiet", "--pack-size", "32"]

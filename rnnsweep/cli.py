@@ -201,9 +201,10 @@ class _Bar:
         self.study = study
         self.task = None
         self.feasible = 0
+        self.done = 0
 
     def start(self, total: int, done: int, feasible: int) -> None:
-        self.feasible = feasible
+        self.feasible, self.done = feasible, done
         self.progress.start()
         self.task = self.progress.add_task(
             self.study, total=total, completed=done, feasible=feasible
@@ -211,10 +212,15 @@ class _Bar:
 
     def advance(self, done: int, feasible: int) -> None:
         self.feasible += feasible
-        self.progress.update(self.task, advance=done, feasible=self.feasible)
+        self.done += done
+        self.progress.update(self.task, completed=self.done, feasible=self.feasible)
+
+    def partial(self, trials: float) -> None:
+        """The pack in training, ``trials`` of it done (fractional): the ETA from step 1."""
+        self.progress.update(self.task, completed=self.done + trials)
 
     def set(self, done: int, feasible: int) -> None:
-        self.feasible = feasible
+        self.feasible, self.done = feasible, done
         self.progress.update(self.task, completed=done, feasible=feasible)
 
     def stop(self) -> None:
@@ -367,11 +373,13 @@ def run(
         ),
     ] = None,
     threads: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="CPU threads for torch (1 is fastest for small RNNs on a shared machine)."
+            help="CPU threads for torch. [default: one worker takes the machine's idle cores "
+            "(its cores less the load average), at least 1; several workers take 1 each]",
+            show_default=False,
         ),
-    ] = 1,
+    ] = None,
     workers: Annotated[
         int,
         typer.Option(
@@ -406,8 +414,12 @@ def run(
         backend = resolve_backend(spec.device, spec.train.dtype, loop or _file_loop(spec))
         loop = backend.loop
     for name, value in (("--pack-size", pack_size), ("--threads", threads), ("--workers", workers)):
-        if value < 1:
+        if value is not None and value < 1:
             raise typer.BadParameter(f"must be >= 1, got {value}", param_hint=name)
+    if threads is None:  # one local worker: the idle cores; several share them, one each
+        from rnnsweep.study.worker import idle_threads
+
+        threads = idle_threads() if workers == 1 and launcher == "local" else 1
     if not heartbeat > 0 or heartbeat == float("inf"):  # NaN fails the first test
         raise typer.BadParameter(
             f"must be a finite number > 0, got {heartbeat}", param_hint="--heartbeat"
