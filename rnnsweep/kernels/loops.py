@@ -84,6 +84,8 @@ class ReferenceLoop(TimeLoop):
     mixes_nonlinearity = False
 
     def layer_forward(self, cell: Cell, p: Params, x: Tensor, s: str | Tensor) -> Tensor:
+        if not isinstance(s, str):
+            raise ValueError("the reference loop runs one nonlinearity per layer call")
         return cell.layer_forward(p, x, s)
 
     def model_forward(self, model: PackedRNN, x: Tensor) -> Tensor:
