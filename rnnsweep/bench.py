@@ -25,6 +25,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -42,7 +43,15 @@ from rnnsweep.train.optim import PackedOptimizer, clip_grad_norm_packed
 if TYPE_CHECKING:
     from rnnsweep.study.worker import RunSummary
 
-__all__ = ["BenchCase", "BenchRow", "forward_flops", "measure_sgemm_gflops", "run_bench"]
+__all__ = [
+    "BenchCase",
+    "BenchRow",
+    "PeerCase",
+    "forward_flops",
+    "measure_sgemm_gflops",
+    "run_bench",
+    "versus_peer",
+]
 
 TORCH_MODULES = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM, "rnn": torch.nn.RNN}
 
@@ -528,4 +537,118 @@ def launch_rows(
                 {"loop": name, "seq_len": T, "aten_ops": n.aten_ops, "triton": n.triton,
                  "launches": n.total}
             )  # fmt: skip
+    return rows
+
+
+# ---- whole runs against a user's own script (issue 17) -------------------------------------
+
+PEER_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "peer_optuna_gru.py"
+PEER_ARCHS = ("gru", "lstm", "rnn", "ugrnn")  # ugrnn: the peer runs torch.nn.GRU (it has none)
+
+
+@dataclass(frozen=True)
+class PeerCase:
+    """One whole-run comparison: a study of ``trials`` random settings of one cell."""
+
+    arch: str = "gru"
+    depth: int = 2
+    hidden: int = 64
+    seq_len: int = 50
+    batch_size: int = 32
+    trials: int = 32
+    steps: int = 300
+
+
+def _timed(cmd: list[str], env: dict[str, str]) -> float:
+    """Wall seconds of one command (a fresh process: its imports count, as for a user)."""
+    import subprocess
+
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=7200)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"{' '.join(cmd[:4])}... exited {proc.returncode}: {tail}")
+    return wall
+
+
+def _rnnsweep_cmd(case: PeerCase, threads: int | None, db: Path, loop: str | None) -> list[str]:
+    import sys
+
+    toml = db.with_suffix(".toml")  # the sequence length has no flag: a study file says it
+    toml.write_text(f'task = "parens"\n[task_options]\nseq_len = {case.seq_len}\n')
+    cmd = [sys.executable, "-m", "rnnsweep", "run", str(toml), "--arch", case.arch]
+    cmd += ["--depth", str(case.depth), "--hidden", str(case.hidden), "--trials", str(case.trials)]
+    cmd += ["--steps", str(case.steps), "--batch-size", str(case.batch_size), "--seed", "0"]
+    cmd += ["--storage", f"sqlite:///{db}", "--quiet", "--pack-size", "32"]
+    if threads is not None:
+        cmd += ["--threads", str(threads)]
+    if loop is not None:
+        cmd += ["--loop", loop]
+    return cmd
+
+
+def _peer_cmd(case: PeerCase, threads: int, db: Path) -> list[str]:
+    import sys
+
+    cmd = [sys.executable, str(PEER_SCRIPT), "--arch", case.arch, "--depth", str(case.depth)]
+    cmd += ["--hidden", str(case.hidden), "--seq-len", str(case.seq_len)]
+    cmd += ["--batch-size", str(case.batch_size), "--trials", str(case.trials)]
+    cmd += ["--steps", str(case.steps), "--threads", str(threads), "--storage", f"sqlite:///{db}"]
+    return cmd
+
+
+def versus_peer(
+    cases: Sequence[PeerCase] = (PeerCase(),),
+    threads: Sequence[int] = (1, 2),
+    *,
+    loop: str | None = None,
+    on_row: Callable[[dict], None] | None = None,
+) -> list[dict]:
+    """Whole-run trials per hour of ``rnnsweep run`` against the peer script a user would
+    write (``benchmarks/peer_optuna_gru.py``: Optuna plus torch.nn, one trial at a time),
+    the same study (cell, search space, steps, trials budget) for both, each a fresh
+    process on a fresh SQLite file, at each thread count.
+
+    The two run back to back, alternating which goes first from one thread count to the
+    next, so that a slow minute of a shared machine falls on both alike. One row per case
+    and thread count, with the ratio ``speedup`` (rnnsweep's trials per hour over the
+    peer's). ``loop`` is the rnnsweep run's ``--loop`` (None: its default).
+    """
+    import os
+    import tempfile
+
+    if not PEER_SCRIPT.exists():
+        raise FileNotFoundError(f"the peer script is not here: {PEER_SCRIPT} (a source checkout)")
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    rows = []
+    for i, (case, n) in enumerate((c, n) for c in cases for n in threads):
+        with tempfile.TemporaryDirectory() as d:
+            cmds = {
+                "rnnsweep": _rnnsweep_cmd(case, n, Path(d) / "rnnsweep.db", loop),
+                "peer": _peer_cmd(case, n, Path(d) / "peer.db"),
+            }
+            order = ["peer", "rnnsweep"] if i % 2 == 0 else ["rnnsweep", "peer"]
+            wall = {name: _timed(cmds[name], env) for name in order}
+        tph = {name: 3600.0 * case.trials / w for name, w in wall.items()}
+        peer_module = "GRU" if case.arch == "ugrnn" else case.arch.upper()
+        row = {
+            "arch": case.arch,
+            "depth": case.depth,
+            "hidden": case.hidden,
+            "trials": case.trials,
+            "steps": case.steps,
+            "threads": n,
+            "peer": f"optuna + torch.nn.{peer_module}",
+            "rnnsweep_s": wall["rnnsweep"],
+            "peer_s": wall["peer"],
+            "rnnsweep_trials_per_hour": tph["rnnsweep"],
+            "peer_trials_per_hour": tph["peer"],
+            "speedup": tph["rnnsweep"] / tph["peer"],
+            "first": order[0],
+        }
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
     return rows

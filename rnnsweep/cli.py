@@ -201,9 +201,10 @@ class _Bar:
         self.study = study
         self.task = None
         self.feasible = 0
+        self.done = 0
 
     def start(self, total: int, done: int, feasible: int) -> None:
-        self.feasible = feasible
+        self.feasible, self.done = feasible, done
         self.progress.start()
         self.task = self.progress.add_task(
             self.study, total=total, completed=done, feasible=feasible
@@ -211,10 +212,15 @@ class _Bar:
 
     def advance(self, done: int, feasible: int) -> None:
         self.feasible += feasible
-        self.progress.update(self.task, advance=done, feasible=self.feasible)
+        self.done += done
+        self.progress.update(self.task, completed=self.done, feasible=self.feasible)
+
+    def partial(self, trials: float) -> None:
+        """The pack in training, ``trials`` of it done (fractional): the ETA from step 1."""
+        self.progress.update(self.task, completed=self.done + trials)
 
     def set(self, done: int, feasible: int) -> None:
-        self.feasible = feasible
+        self.feasible, self.done = feasible, done
         self.progress.update(self.task, completed=done, feasible=feasible)
 
     def stop(self) -> None:
@@ -367,11 +373,13 @@ def run(
         ),
     ] = None,
     threads: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="CPU threads for torch (1 is fastest for small RNNs on a shared machine)."
+            help="CPU threads for torch. [default: one worker takes the machine's idle cores "
+            "(its cores less the load average), at least 1; several workers take 1 each]",
+            show_default=False,
         ),
-    ] = 1,
+    ] = None,
     workers: Annotated[
         int,
         typer.Option(
@@ -406,8 +414,12 @@ def run(
         backend = resolve_backend(spec.device, spec.train.dtype, loop or _file_loop(spec))
         loop = backend.loop
     for name, value in (("--pack-size", pack_size), ("--threads", threads), ("--workers", workers)):
-        if value < 1:
+        if value is not None and value < 1:
             raise typer.BadParameter(f"must be >= 1, got {value}", param_hint=name)
+    if threads is None:  # one local worker: the idle cores; several share them, one each
+        from rnnsweep.study.worker import idle_threads
+
+        threads = idle_threads() if workers == 1 and launcher == "local" else 1
     if not heartbeat > 0 or heartbeat == float("inf"):  # NaN fails the first test
         raise typer.BadParameter(
             f"must be a finite number > 0, got {heartbeat}", param_hint="--heartbeat"
@@ -1239,9 +1251,17 @@ def bench(
     e2e: Annotated[
         bool,
         typer.Option(
-            help="Also time a whole 32-trial `rnnsweep run` with --pack-size 1 and 32 (minutes)."
+            help="Also time whole runs: `rnnsweep run` against a user's own Optuna + torch.nn "
+            "script (benchmarks/peer_optuna_gru.py), 32 trials of 300 steps, at 1 and 2 "
+            "threads: trials per hour and the ratio (many minutes)."
         ),
     ] = False,
+    e2e_arch: Annotated[
+        list[str] | None,
+        typer.Option("--e2e-arch", help="Cells of the --e2e comparison (depth 2). [default: gru]"),
+    ] = None,
+    e2e_steps: Annotated[int, typer.Option(help="Steps per trial in --e2e.")] = 300,
+    e2e_trials: Annotated[int, typer.Option(help="Trials per study in --e2e.")] = 32,
     launches: Annotated[
         bool,
         typer.Option(
@@ -1261,12 +1281,14 @@ def bench(
 
     from rnnsweep.backend import check_loop, resolve_backend
     from rnnsweep.bench import (
+        PEER_ARCHS,
         BenchCase,
+        PeerCase,
         bench_suite,
-        end_to_end,
         peak_memory,
         rows_as_dicts,
         run_bench,
+        versus_peer,
     )
     from rnnsweep.bench import scaling as bench_scaling
     from rnnsweep.render import Column, render
@@ -1335,8 +1357,25 @@ def bench(
                 peak_memory(BenchCase(a, 8, 128, 100, 32), 64) for a in ("ugrnn", "gru", "lstm")
             ]
     if e2e:
-        with err.status("timing whole 32-trial runs with pack size 1 and 32..."):
-            extras["end_to_end"] = end_to_end(threads=threads)
+        peer_cases = [
+            PeerCase(a.strip(), 2, trials=e2e_trials, steps=e2e_steps)
+            for arg in e2e_arch or ["gru"]
+            for a in arg.split(",")
+        ]
+        bad = [c.arch for c in peer_cases if c.arch not in PEER_ARCHS]
+        if bad or e2e_steps < 1 or e2e_trials < 1:
+            raise typer.BadParameter(
+                f"cells {', '.join(PEER_ARCHS)}, steps and trials >= 1; got {bad or 'a count < 1'}",
+                param_hint="--e2e-arch/--e2e-steps/--e2e-trials",
+            )
+        with err.status("timing whole runs against the peer script...") as status:
+            extras["versus_peer"] = versus_peer(
+                peer_cases,
+                loop=loop,
+                on_row=lambda r: status.update(
+                    f"{r['arch']} at {r['threads']} thread(s): {r['speedup']:.2f}x the peer"
+                ),
+            )
     if fmt == "json" and extras:  # one JSON document: the rows plus each extra table
         import json
 

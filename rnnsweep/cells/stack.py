@@ -46,6 +46,8 @@ _CELLS: dict[str, type[Cell]] = {
 ARCHS: tuple[str, ...] = tuple(_CELLS)
 ALIASES = {"+rnn": "plusrnn", "intersection": "plusrnn", "minimal": "minimalrnn"}
 GRU_RESETS = ("pre", "post")
+# per-member nonlinearity codes of a pack that mixes them (as the fused time loops read them)
+NONLINEARITY_CODES: dict[str, int] = {"tanh": 0, "relu": 1}
 
 
 def canonical_arch(name: str) -> str:
@@ -134,6 +136,7 @@ class PackedRNN(nn.Module):
         *,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
+        nonlinearities: Sequence[str] | None = None,
     ) -> None:
         super().__init__()
         assert len(members) >= 1, "a pack needs at least one member"
@@ -141,7 +144,17 @@ class PackedRNN(nn.Module):
         if cfg.depth < self.cell.min_depth:
             raise ValueError(f"{cfg.arch} needs depth >= {self.cell.min_depth}, got {cfg.depth}")
         self.cfg = cfg
-        self.s = self.cell.resolve_nonlinearity(cfg.nonlinearity)
+        # s: the pack's nonlinearity, or, for a pack whose members differ (``nonlinearities``,
+        # one per member), (K,) codes 0 tanh / 1 relu that the fused time loops read per member
+        self.s: str | torch.Tensor = self.cell.resolve_nonlinearity(cfg.nonlinearity)
+        if nonlinearities is not None:
+            assert len(nonlinearities) == len(members), "one nonlinearity per member"
+            names = [self.cell.resolve_nonlinearity(n) for n in nonlinearities]
+            if len(set(names)) > 1:
+                codes = [NONLINEARITY_CODES[n] for n in names]
+                self.s = torch.tensor(codes, dtype=torch.int64, device=device)
+            else:
+                self.s = names[0]
         self.members = tuple(members)
         self.K = len(members)
         H = cfg.hidden
@@ -191,7 +204,22 @@ class PackedRNN(nn.Module):
                 new.register_buffer(name, buf.index_select(0, sel))
         new.members = tuple(self.members[i] for i in idx)
         new.K = len(new.members)
+        if isinstance(self.s, torch.Tensor):  # a subset of one nonlinearity is a plain pack
+            codes = self.s.index_select(0, sel.to(self.s.device))
+            names = {c: n for n, c in NONLINEARITY_CODES.items()}
+            kept = set(codes.tolist())
+            new.s = names[kept.pop()] if len(kept) == 1 else codes
         return new
+
+    def nonlinearity_groups(self) -> dict[str, list[int]]:
+        """Member positions by nonlinearity name (one group unless the pack mixes them)."""
+        if isinstance(self.s, str):
+            return {self.s: list(range(self.K))}
+        names = {code: name for name, code in NONLINEARITY_CODES.items()}
+        groups: dict[str, list[int]] = {}
+        for k, code in enumerate(self.s.tolist()):
+            groups.setdefault(names[code], []).append(k)
+        return groups
 
     def write_members(self, src: PackedRNN, idx: Sequence[int]) -> None:
         """Copy ``src``'s parameters (all its members) into this pack's members ``idx``."""
@@ -214,9 +242,19 @@ class PackedRNN(nn.Module):
         assert x.dim() == 4 and x.shape[0] == self.K, (
             f"expected (K={self.K}, T, B, I), got {tuple(x.shape)}"
         )
-        seq = x
-        for layer in range(self.cfg.depth):
-            seq = self.cell.layer_forward(self.layer_params(layer), seq, self.s)  # (K, T, B, H)
-        K, T, B, H = seq.shape
+        if isinstance(self.s, torch.Tensor):  # a mixed pack: each nonlinearity's members
+            seq = x.new_empty(*x.shape[:3], self.cfg.hidden)
+            for name, idx in self.nonlinearity_groups().items():
+                sel = torch.tensor(idx, dtype=torch.long, device=x.device)
+                part = x.index_select(0, sel)
+                for layer in range(self.cfg.depth):
+                    p = {k: v.index_select(0, sel) for k, v in self.layer_params(layer).items()}
+                    part = self.cell.layer_forward(p, part, name)
+                seq = seq.index_copy(0, sel, part)
+        else:
+            seq = x
+            for layer in range(self.cfg.depth):
+                seq = self.cell.layer_forward(self.layer_params(layer), seq, self.s)
+        K, T, B, H = seq.shape  # (K, T, B, H)
         out = torch.bmm(seq.reshape(K, T * B, H), self.W_out) + self.b_out  # (K, T*B, O)
         return out.reshape(K, T, B, -1)  # (K, T, B, O)

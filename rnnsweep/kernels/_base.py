@@ -108,7 +108,7 @@ class SequenceKernel:
         return {"A": r.A, "Hs": r.Hs}
 
     def forward(
-        self, loop: TimeLoop, s: str, x: Tensor, p: Params
+        self, loop: TimeLoop, s: str | Tensor, x: Tensor, p: Params
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """``(K, T, B, I) -> (K, T, B, H)`` plus the tensors to save for backward."""
         r = Run(loop, s, x, p)
@@ -246,7 +246,7 @@ class SequenceKernel:
     def backward(
         self,
         loop: TimeLoop,
-        s: str,
+        s: str | Tensor,
         x: Tensor,
         p: Params,
         saved: dict[str, Tensor],
@@ -321,7 +321,12 @@ class LayerFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx: Any, kernel: SequenceKernel, loop: TimeLoop, s: str, x: Tensor, *params: Tensor
+        ctx: Any,
+        kernel: SequenceKernel,
+        loop: TimeLoop,
+        s: str | Tensor,
+        x: Tensor,
+        *params: Tensor,
     ) -> Tensor:
         p = dict(zip(kernel.param_names, params, strict=True))
         out, saved = kernel.forward(loop, s, x, p)

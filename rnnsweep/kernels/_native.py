@@ -153,6 +153,7 @@ class _Layer(ctypes.Structure):
         ("f_steps", ctypes.c_int64),
         ("gemm", ctypes.c_void_p),
         *((name, ctypes.c_void_p) for name in _FIELDS),
+        ("relu_of", ctypes.c_void_p),  # (K,) int64 per-member codes, or NULL
     ]
 
 
@@ -313,9 +314,24 @@ def supports(x: Tensor) -> bool:
     return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and available()
 
 
+def _codes(s: str | Tensor, name: str, K: int) -> tuple[int, Tensor | None]:
+    """The Layer's ``relu`` flag and per-member codes for ``s``: a nonlinearity name for
+    the pack, or ``(K,)`` integer codes (0 tanh, 1 relu), one per member."""
+    if isinstance(s, str):
+        if s not in ("tanh", "relu") and not name.startswith("plusrnn"):  # +RNN: fixed
+            raise ValueError(f"unknown nonlinearity {s!r}; choose tanh or relu")
+        return int(s == "relu"), None
+    if tuple(s.shape) != (K,) or s.dtype.is_floating_point or s.dtype.is_complex:
+        raise ValueError(f"per-member codes must be a ({K},) integer tensor, got {s.dtype}")
+    codes = s.to(device="cpu", dtype=torch.int64).contiguous()
+    if bool(((codes < 0) | (codes > 1)).any()):
+        raise ValueError(f"per-member codes must be 0 (tanh) or 1 (relu), got {codes.tolist()}")
+    return 0, codes
+
+
 def run(
     name: str,
-    s: str,
+    s: str | Tensor,
     dims: tuple[int, int, int, int],
     tensors: dict[str, Tensor],
     *,
@@ -323,20 +339,22 @@ def run(
 ) -> None:
     """Call the C loop ``name`` (e.g. ``"ugrnn_fwd"``) over ``tensors`` (fields of ``Layer``);
     float32 products through the own GEMM when ``own_gemm`` (and it is built), else BLAS.
+    ``s``: the pack's nonlinearity, or ``(K,)`` per-member codes (0 tanh, 1 relu).
 
     ``dims`` is ``(K, T, B, H)``. Written fields must be dense; read-only ones are made
     dense here if they are not (a copy the C code reads). Every tensor must share the
     dtype of ``Hs``; the C code trusts the layouts documented in native/layers.c.
     """
     lib, gemm = _library()  # type: ignore[misc]  # callers checked supports()
-    if s not in ("tanh", "relu") and not name.startswith("plusrnn"):  # +RNN: fixed nonlinearities
-        raise ValueError(f"unknown nonlinearity {s!r}; choose tanh or relu")
     dtype = tensors["Hs"].dtype
     K, T, B, H = dims
+    relu, codes = _codes(s, name, K)
     W = tensors["Wh"].shape[-1]
     I = tensors["Xin"].shape[-1] if "Xin" in tensors else 0  # noqa: E741
     assert I or not tensors.keys() & {"dWx", "dX"}, f"native {name}: dWx/dX need Xin"
-    layer = _Layer(K=K, T=T, B=B, H=H, nthreads=torch.get_num_threads(), relu=int(s == "relu"))
+    layer = _Layer(K=K, T=T, B=B, H=H, nthreads=torch.get_num_threads(), relu=relu)
+    if codes is not None:
+        layer.relu_of = codes.data_ptr()  # codes outlives the call: a local of this frame
     layer.own_gemm = int(dtype == torch.float32 and own_gemm and built_with_own_gemm())
     layer.f_steps = tensors["F"].shape[1] if "F" in tensors else T
     f_ok = layer.f_steps in (T, min(T, grad_pass_steps(B)))

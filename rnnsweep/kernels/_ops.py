@@ -24,8 +24,18 @@ __all__ = ["Run", "act", "act_t", "at", "blocks", "dact", "put"]
 # ---- pointwise helpers ---------------------------------------------------------------------
 
 
-def act(a: Tensor, s: str, out: Tensor) -> Tensor:
+def _relu_mask(s: Tensor, like: Tensor) -> Tensor:
+    """Per-member codes ``s`` ``(K,)`` as a bool mask broadcasting over ``like`` ``(K, ...)``."""
+    return s.to(device=like.device).bool().view(-1, *([1] * (like.dim() - 1)))
+
+
+def act(a: Tensor, s: str | Tensor, out: Tensor) -> Tensor:
     """``out = s(a)`` for ``s`` in {tanh, relu}; ``out`` may be ``a`` (in place).
+
+    ``s`` may also be ``(K,)`` per-member codes (0 tanh, 1 relu) for a pack ``a``
+    ``(K, ...)`` that mixes them: both are computed, elementwise as for a pack of one
+    nonlinearity, and each member keeps its own, so its numbers do not change with
+    the pack.
 
     On CPU, tanh is computed as ``2 sigmoid(2a) - 1``: torch 2.13's vectorised CPU
     ``tanh`` measured ~9x slower than ``sigmoid`` here (159 vs 17 us for 65k
@@ -34,6 +44,9 @@ def act(a: Tensor, s: str, out: Tensor) -> Tensor:
     of 1 (absolute), which the tests bound. ``relu`` is ``clamp_min(a, 0)``,
     which like ``torch.relu`` propagates NaN.
     """
+    if isinstance(s, Tensor):
+        relu = torch.clamp_min(a, 0.0)  # before out is written: out may be a
+        return torch.where(_relu_mask(s, a), relu, act(a, "tanh", out=out), out=out)
     if s == "relu":
         return torch.clamp_min(a, 0.0, out=out)
     if s == "tanh":
@@ -43,13 +56,17 @@ def act(a: Tensor, s: str, out: Tensor) -> Tensor:
     raise ValueError(f"unknown nonlinearity {s!r}; choose tanh or relu")
 
 
-def dact(y: Tensor, s: str, out: Tensor | None = None) -> Tensor:
+def dact(y: Tensor, s: str | Tensor, out: Tensor | None = None) -> Tensor:
     """``s'(a)`` from the activation ``y = s(a)``: ``1 - y^2`` (tanh) or ``[y > 0]`` (relu).
 
     ``[y > 0]`` is the subgradient torch's own ``relu`` backward uses (0 at ``a = 0``).
+    ``s`` may be ``(K,)`` per-member codes, as for :func:`act`.
     """
     if out is None:
         out = torch.empty_like(y)
+    if isinstance(s, Tensor):
+        relu = torch.gt(y, 0.0).to(out.dtype)  # before out is written: out may alias y
+        return torch.where(_relu_mask(s, y), relu, dact(y, "tanh", out=out), out=out)
     if s == "tanh":
         return torch.addcmul(y.new_ones(()), y, y, value=-1.0, out=out)  # one pass
     if s == "relu":
@@ -69,7 +86,7 @@ class Run:
     accumulates into; see :mod:`rnnsweep.kernels` for why.
     """
 
-    s: str  # the nonlinearity
+    s: str | Tensor  # the nonlinearity: the pack's, or (K,) per-member codes (0 tanh, 1 relu)
     loop: TimeLoop  # the time loop chosen for this call (see rnnsweep.kernels.loops)
     native: bool  # the time loop runs in native/layers.c (else torch ops, step by step)
     own_gemm: bool  # float32 products through native/gemm.h (the native loop)
@@ -93,7 +110,7 @@ class Run:
     dh: tuple[Tensor, ...]  # T+1 dense views (K, B, H) of dH
     WhT: Tensor  # (K, G*H, H)
 
-    def __init__(self, loop: TimeLoop, s: str, x: Tensor, p: Params, **more: Any) -> None:
+    def __init__(self, loop: TimeLoop, s: str | Tensor, x: Tensor, p: Params, **more: Any) -> None:
         self.loop, self.s, self.x, self.p = loop, s, x, p
         self.native = loop.native and _native.supports(x)
         self.own_gemm = loop.own_gemm

@@ -63,7 +63,7 @@ def _default_loop(x: Tensor) -> TimeLoop:
 
 
 def fused_layer_forward(
-    cell: Cell, p: Params, x: Tensor, s: str, *, loop: TimeLoop | None = None
+    cell: Cell, p: Params, x: Tensor, s: str | Tensor, *, loop: TimeLoop | None = None
 ) -> Tensor:
     """Fused drop-in for ``cell.layer_forward(p, x, s)``: ``(K, T, B, I) -> (K, T, B, H)``.
 

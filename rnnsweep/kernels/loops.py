@@ -49,6 +49,8 @@ class TimeLoop:
     native: ClassVar[bool] = False
     compiled: ClassVar[bool] = False
     own_gemm: bool = False
+    # runs a pack whose members differ in nonlinearity (``s`` as (K,) codes, 0 tanh 1 relu)
+    mixes_nonlinearity: ClassVar[bool] = True
 
     def unavailable(self, device: torch.device, dtype: torch.dtype) -> str | None:
         """None where this loop can run on ``device`` in ``dtype``, else the reason (a clause)."""
@@ -58,7 +60,7 @@ class TimeLoop:
         """Where the loop's matrix products run, in one word."""
         return "cublas" if device.type == "cuda" else "blas"
 
-    def layer_forward(self, cell: Cell, p: Params, x: Tensor, s: str) -> Tensor:
+    def layer_forward(self, cell: Cell, p: Params, x: Tensor, s: str | Tensor) -> Tensor:
         """``(K, T, B, I) -> (K, T, B, H)``, the contract of ``cell.layer_forward``."""
         from rnnsweep.kernels.fused import fused_layer_forward
 
@@ -79,8 +81,11 @@ class ReferenceLoop(TimeLoop):
 
     name = "reference"
     fused = False
+    mixes_nonlinearity = False
 
-    def layer_forward(self, cell: Cell, p: Params, x: Tensor, s: str) -> Tensor:
+    def layer_forward(self, cell: Cell, p: Params, x: Tensor, s: str | Tensor) -> Tensor:
+        if not isinstance(s, str):
+            raise ValueError("the reference loop runs one nonlinearity per layer call")
         return cell.layer_forward(p, x, s)
 
     def model_forward(self, model: PackedRNN, x: Tensor) -> Tensor:
@@ -98,6 +103,7 @@ class CompiledLoop(TimeLoop):
 
     name = "compiled"
     compiled = True
+    mixes_nonlinearity = False
 
 
 class NativeLoop(TimeLoop):
@@ -149,7 +155,7 @@ class TritonLoop(TimeLoop):
     def products(self, device: torch.device) -> str:
         return "triton" if device.type == "cuda" else "triton-interpreter"
 
-    def layer_forward(self, cell: Cell, p: Params, x: Tensor, s: str) -> Tensor:
+    def layer_forward(self, cell: Cell, p: Params, x: Tensor, s: str | Tensor) -> Tensor:
         from rnnsweep.kernels._triton import triton_layer_forward
 
         return triton_layer_forward(cell, p, x, s)

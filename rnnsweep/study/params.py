@@ -30,7 +30,6 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from scipy.stats import qmc
 
 from rnnsweep.study.space import derive_seed, grid
 
@@ -68,6 +67,8 @@ def slot_params(
         rng = np.random.default_rng(derive_seed(seed, "params", arch, depth, slot))
         return {n: _from_unit(float(rng.random()), dists[n]) for n in names}
     if sampler == "qmc":
+        from scipy.stats import qmc  # here, not at import: half a second of every `run`
+
         sobol = qmc.Sobol(d=len(names), scramble=True, seed=derive_seed(seed, "sobol", arch, depth))
         if slot:
             sobol.fast_forward(slot)

@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -63,6 +64,7 @@ __all__ = [
     "Progress",
     "RunSummary",
     "WorkerOptions",
+    "idle_threads",
     "new_worker_id",
     "run_study",
     "run_worker",
@@ -70,7 +72,12 @@ __all__ = [
 
 
 class Progress(Protocol):
-    """What a worker reports while it works (the CLI draws a Rich bar from it)."""
+    """What a worker reports while it works (the CLI draws a Rich bar from it).
+
+    A progress object may also have ``partial(trials: float)``: the trials of the pack in
+    training, as a fraction of them done (``len(pack) * step / steps``), after every step,
+    so that a bar's ETA holds from the first pack on and not only at its end.
+    """
 
     def start(self, total: int, done: int, feasible: int) -> None: ...
 
@@ -297,8 +304,9 @@ def run_worker(
                 attempts = [_start_attempt(resolved, cell, s, queue) for s in claimed]
                 summary.storage_time += time.perf_counter() - t_store
                 done, feasible, t_commit = _train_and_commit(
-                    resolved, store, cell, attempts, backend, config_base, worker
-                )
+                    resolved, store, cell, attempts, backend, config_base, worker,
+                    getattr(progress, "partial", None),
+                )  # fmt: skip
                 summary.storage_time += t_commit
                 beat.drop([a.slot.id for a in attempts])
                 attempts = []
@@ -323,6 +331,26 @@ def run_worker(
         for p in resolved.plans
     ]
     return summary
+
+
+def idle_threads() -> int:
+    """Threads for one worker: the cores this process may run on, less the one-minute load
+    average (the cores others keep busy), rounded to the nearest, at least 1.
+
+    Why not all cores: beside a busy process, OpenMP threads spin for a core that is taken
+    (two threads on a 2-core machine beside another busy process measured 10.8 s against
+    8.6 s for a small study, once 40x slower); on idle cores a pack of 32 gains from them
+    (docs/PERFORMANCE.md, "Whole runs against a user's own script").
+    """
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return 1
+    return max(1, min(cores, int(cores - load + 0.5)))
 
 
 def run_study(
@@ -373,42 +401,58 @@ def _train_and_commit(
     backend: Backend,
     config_base: dict[str, Any],
     worker: str,
+    partial: Callable[[float], None] | None = None,
 ) -> tuple[int, int, float]:
     """Train one claimed pack (grouped by structure), commit each result with its slot.
 
     Returns (trials committed, feasible among them, seconds spent committing).
+    ``partial`` hears the pack's trials in training as a fraction done after every step.
     """
     spec, plan = study.spec, cell.plan
-    # Members of one pack share the nonlinearity (it is compiled into the kernels'
-    # pointwise math) and the task (a tuned b is a different data set); everything
-    # else, optimizer included, varies per member.
+    # Members of one pack share the task (a tuned b is a different data set), and the
+    # nonlinearity where the time loop compiles it into the pack's pointwise math (the
+    # fused loops read it per member: there the pack stays whole); everything else,
+    # optimizer included, varies per member. No member's numbers depend on its pack.
+    mixes = backend.time_loop.mixes_nonlinearity
     groups: dict[tuple[str, int | None], list[int]] = defaultdict(list)
     for i, a in enumerate(attempts):
-        groups[(a.settings.nonlinearity, a.settings.b)].append(i)
+        groups[("" if mixes else a.settings.nonlinearity, a.settings.b)].append(i)
     done = feasible = 0
     t_store = 0.0
-    for (nl, _b), idx in groups.items():
+    trained = 0  # members of earlier groups of this claim
+    for idx in groups.values():
+
+        def on_step(step: int, before: int = trained, n: int = len(idx)) -> None:
+            _check_interrupt(step)
+            if partial is not None:
+                partial(before + n * step / spec.train.steps)
+
         task = task_for(spec, attempts[idx[0]].settings, cell.tasks) or study.task
-        model_cfg = ModelConfig(
-            plan.arch,
-            task.n_in,
-            task.n_out,
-            plan.hidden,
-            plan.depth,
-            nonlinearity=nl,
-            gru_reset=spec.model.gru_reset,
-        )
+        cfgs = [
+            ModelConfig(
+                plan.arch,
+                task.n_in,
+                task.n_out,
+                plan.hidden,
+                plan.depth,
+                nonlinearity=attempts[i].settings.nonlinearity,
+                gru_reset=spec.model.gru_reset,
+            )
+            for i in idx
+        ]
         results = train_pack(
             task,
-            model_cfg,
+            cfgs[0],
             [attempts[i].settings.optimizer for i in idx],
             [_member(attempts[i].settings, study, plan.arch) for i in idx],
             spec.train,
             backend=backend,
-            on_step=_check_interrupt,
+            on_step=on_step,
+            nonlinearities=[c.nonlinearity for c in cfgs],
         )
+        trained += len(idx)
         t0 = time.perf_counter()
-        for i, res in zip(idx, results, strict=True):
+        for i, model_cfg, res in zip(idx, cfgs, results, strict=True):
             ok = _commit(
                 study, task, store, cell, attempts[i], model_cfg, res, len(idx), backend,
                 config_base, worker,

@@ -87,6 +87,14 @@ def _diagnose(model: PackedRNN, x: torch.Tensor) -> list[dict]:
     measured in docs/PERFORMANCE.md. Never fails a trial: on error, empty dicts."""
     from rnnsweep.theory.diagnostics import diagnose
 
+    groups = model.nonlinearity_groups()
+    if len(groups) > 1:  # a mixed pack: the diagnostics' step map takes one nonlinearity
+        out: list[dict] = [{} for _ in range(model.K)]
+        for idx in groups.values():
+            sel = torch.tensor(idx, dtype=torch.long, device=x.device)
+            for k, d in zip(idx, _diagnose(model.subset(idx), x.index_select(0, sel)), strict=True):
+                out[k] = d
+        return out
     try:
         with torch.no_grad():
             return diagnose(model, x.detach(), iters=20, n_batch=1, dtype=None)
@@ -197,8 +205,12 @@ def train_pack(
     *,
     backend: Backend | None = None,
     on_step: Callable[[int], None] | None = None,
+    nonlinearities: Sequence[str] | None = None,
 ) -> list[MemberResult]:
     """Train K members of one structure together; return one result per member.
+
+    ``nonlinearities`` (one per member) lets a pack mix them where the backend's time
+    loop can (``mixes_nonlinearity``); default: ``model_cfg.nonlinearity`` for all.
 
     ``backend`` (:mod:`rnnsweep.backend`) says where and how: device, time loop
     (per-step autograd ``reference``, or the fused kernels of :mod:`rnnsweep.kernels`
@@ -225,6 +237,7 @@ def train_pack(
             cfg,
             backend=backend,
             on_step=on_step,
+            nonlinearities=None if nonlinearities is None else [nonlinearities[k] for k in order],
         )
         by_member = dict(zip(order, results, strict=True))
         return [by_member[k] for k in range(len(members))]
@@ -235,7 +248,12 @@ def train_pack(
         keep_freed_buffers()  # per-step buffers stay on the heap (see rnnsweep.kernels.heap)
 
     # 1. Model, per-member hyperparameters, optimizer, data streams and held-out set.
-    full = PackedRNN(model_cfg, [m.init for m in members], dtype=dtype, device=device)
+    full = PackedRNN(
+        model_cfg, [m.init for m in members], dtype=dtype, device=device,
+        nonlinearities=nonlinearities,
+    )  # fmt: skip
+    if isinstance(full.s, torch.Tensor) and not backend.time_loop.mixes_nonlinearity:
+        raise ValueError(f"the {backend.loop} loop runs one nonlinearity per pack")
     lr = torch.tensor([m.lr for m in members], dtype=dtype, device=device)  # (K,)
     clip = torch.tensor([m.clip for m in members], dtype=dtype, device=device)  # (K,)
     opt = PackedOptimizer(list(full.parameters()), kinds, lr, momentum=cfg.momentum)

@@ -36,12 +36,13 @@ typedef struct {
     int64_t K, T, B, H;
     int64_t I, xin_kstride; /* input width; X_in's stride between members (elements) */
     int64_t nthreads; /* OpenMP threads over members; 1 runs serially */
-    int64_t relu;     /* the cell's nonlinearity: 0 tanh, 1 relu */
+    int64_t relu;     /* the cell's nonlinearity: 0 tanh, 1 relu (when relu_of is NULL) */
     int64_t own_gemm; /* float32 products through gemm.h's kernel (if compiled), not gemm */
     int64_t f_steps;  /* steps of F held per member: T, or one weight-gradient pass (a ring) */
     void *gemm;       /* sgemm_ (f32) or dgemm_ (f64), Fortran calling convention */
     void *A, *Hs, *Wh, *WhT, *Xin, *Wx, *bias, *F, *dH, *X, *Ys, *dY, *Cs, *N, *dN, *Z, *bhn, *carry, *scratch;
     void *dWh, *dWx, *dX, *WxT, *gscratch, *db;
+    int64_t *relu_of; /* per-member nonlinearity codes (K,), 0 tanh 1 relu; NULL: relu */
 } Layer;
 
 /* Rows of F per pass of the weight gradients: a pass's rows of F, h and x stay in L2. */

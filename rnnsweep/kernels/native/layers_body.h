@@ -143,14 +143,16 @@ static inline REAL SUF(dact)(REAL y, int64_t relu) {
                                                                 const int64_t k,          \
                                                                 const int64_t relu)
 /* Run member function fn for every member, the nonlinearity a constant inside it (so
- * that GCC vectorises both variants): one member per OpenMP iteration. With more than
+ * that GCC vectorises both variants): one member per OpenMP iteration. The nonlinearity
+ * is the pack's (relu), or each member's own (relu_of): a member runs the very same code
+ * either way, so a pack may mix them without changing any member's numbers. With more than
  * one thread the region is entered even for a single member: inside it the BLAS runs
  * each small product on one thread, where outside it a pack of one at 2 threads
  * measured 10x slower (115 vs 12 ms per step: the BLAS's threads woken per product). */
 #define RUN(fn)                                                                           \
     _Pragma("omp parallel for schedule(static) num_threads((int)L->nthreads) if (L->nthreads > 1)") \
     for (int64_t k = 0; k < L->K; k++) {                                                  \
-        if (L->relu)                                                                      \
+        if (L->relu_of ? L->relu_of[k] : L->relu)                                         \
             fn(L, k, 1);                                                                  \
         else                                                                              \
             fn(L, k, 0);                                                                  \
