@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Launches", "launches_per_step"]
 
-LayerForward = Callable[["Cell", "Params", torch.Tensor, str], torch.Tensor]
+LayerForward = Callable[["Cell", "Params", torch.Tensor, "str | torch.Tensor"], torch.Tensor]
 
 
 @dataclass(frozen=True)
