@@ -12,7 +12,7 @@ import time
 import pgserver
 import pytest
 import raycluster
-from test_workers import _check_exact, _cmd, _reruns_kept_params, _slot_claims, _toml
+from test_workers import _check_exact, _launcher_run, _reruns_kept_params, _slot_claims, _toml
 
 
 @pytest.fixture(scope="module")
@@ -25,28 +25,6 @@ def ray_cluster():
         pytest.skip(str(exc))
     yield cluster
     cluster.stop()
-
-
-def _run_args(toml, study: str, trials: int) -> list[str]:
-    return _cmd(
-        "run",
-        str(toml),
-        "--arch",
-        "rnn",
-        "--depth",
-        "1",
-        "--trials",
-        str(trials),
-        "--study",
-        study,
-        "--pack-size",
-        "2",
-        "--launcher",
-        "ray",
-        "--workers",
-        "2",
-        "--quiet",
-    )
 
 
 def _ray_list(cluster, what: str) -> str:
@@ -64,7 +42,7 @@ def _ray_list(cluster, what: str) -> str:
 @pytest.mark.slow
 def test_ray_two_workers_exact_totals_and_no_secret(ray_cluster, pg_url, tmp_path):
     r = subprocess.run(
-        _run_args(_toml(tmp_path, steps=3), "ry", 6),
+        _launcher_run("ray", _toml(tmp_path, steps=3), "ry", 6),
         env=ray_cluster.env(RNNSWEEP_STORAGE=pg_url),
         capture_output=True,
         text=True,
@@ -84,7 +62,7 @@ def test_ray_sigkilled_worker_still_exact_totals(ray_cluster, pg_url, tmp_path):
     """SIGKILL one Ray worker process mid-pack: Ray re-runs its task, the new worker
     releases the dead one's claims, and every slot completes once, same params and seed."""
     p = subprocess.Popen(
-        _run_args(_toml(tmp_path, steps=40), "rk", 16),
+        _launcher_run("ray", _toml(tmp_path, steps=40), "rk", 16),
         env=ray_cluster.env(RNNSWEEP_STORAGE=pg_url),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -10,7 +10,7 @@ import time
 import pgserver
 import pytest
 import slurmcluster
-from test_workers import _check_exact, _cmd, _reruns_kept_params, _toml
+from test_workers import _check_exact, _launcher_run, _reruns_kept_params, _toml
 
 
 @pytest.fixture(scope="module")
@@ -34,28 +34,6 @@ def _study_file(tmp_path, steps: int):
     return toml
 
 
-def _run_args(toml, study: str, trials: int) -> list[str]:
-    return _cmd(
-        "run",
-        str(toml),
-        "--arch",
-        "rnn",
-        "--depth",
-        "1",
-        "--trials",
-        str(trials),
-        "--study",
-        study,
-        "--pack-size",
-        "2",
-        "--launcher",
-        "slurm",
-        "--workers",
-        "2",
-        "--quiet",
-    )
-
-
 def _env(slurm, url: str) -> dict[str, str]:
     env = slurm.env()
     env["RNNSWEEP_STORAGE"] = url
@@ -72,7 +50,7 @@ def _array_id(slurm, study: str) -> str | None:
 def test_slurm_two_workers_exact_totals_and_no_secret(slurm, pg_url, tmp_path):
     toml = _study_file(tmp_path, steps=3)
     r = subprocess.run(
-        _run_args(toml, "sl", 6),
+        _launcher_run("slurm", toml, "sl", 6),
         env=_env(slurm, pg_url),
         cwd=tmp_path,
         capture_output=True,
@@ -109,7 +87,7 @@ def test_slurm_cancelled_task_still_exact_totals(slurm, pg_url, tmp_path):
     other task finishes the study; run exits 0 and names the cancelled task."""
     toml = _study_file(tmp_path, steps=40)
     p = subprocess.Popen(
-        _run_args(toml, "cx", 16),
+        _launcher_run("slurm", toml, "cx", 16),
         env=_env(slurm, pg_url),
         cwd=tmp_path,
         stdout=subprocess.PIPE,

@@ -41,6 +41,16 @@ def _cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "rnnsweep", *args]
 
 
+def _launcher_run(launcher: str, toml, study: str, trials: int) -> list[str]:
+    """``rnnsweep run TOML`` of a one-cell rnn study through ``launcher``, two workers of
+    packs of 2 (the Slurm and Ray tests' command)."""
+    return _cmd(
+        "run", str(toml), "--arch", "rnn", "--depth", "1", "--trials", str(trials),
+        "--study", study, "--pack-size", "2", "--launcher", launcher, "--workers", "2",
+        "--quiet",
+    )  # fmt: skip
+
+
 def _env(url: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "RNNSWEEP_STORAGE"}
     if url is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -25,6 +26,17 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 __all__ = ["cell_edges", "metric_grid", "phase_heatmap"]
+
+
+def theory_on_grid(
+    xi_contours: Callable, bx: np.ndarray, by: np.ndarray, xlog: bool, ylog: bool, n: int
+) -> tuple[np.ndarray, np.ndarray, Any, Any]:
+    """``n`` points along each plotted axis (log-spaced on a log axis, from the first to the
+    last edge) and the theory's ``(chi, xi)`` on them, for the report's contours."""
+    gx = np.geomspace(bx[0], bx[-1], n) if xlog else np.linspace(bx[0], bx[-1], n)
+    gy = np.geomspace(by[0], by[-1], n) if ylog else np.linspace(by[0], by[-1], n)
+    chi, xi = xi_contours(gx, gy)
+    return gx, gy, chi, xi
 
 
 def cell_edges(values: np.ndarray, log: bool) -> np.ndarray:
@@ -109,9 +121,7 @@ def phase_heatmap(
     if (~ok).any():
         ax.scatter(xs[~ok], ys[~ok], marker="x", c="red", s=28, label="diverged", zorder=3)
     if xi_contours is not None:
-        gx = np.geomspace(bx[0], bx[-1], 80) if xlog else np.linspace(bx[0], bx[-1], 80)
-        gy = np.geomspace(by[0], by[-1], 80) if ylog else np.linspace(by[0], by[-1], 80)
-        chi, xi = xi_contours(gx, gy)
+        gx, gy, chi, xi = theory_on_grid(xi_contours, bx, by, xlog, ylog, 80)
         if chi is not None:
             from matplotlib import patheffects
 

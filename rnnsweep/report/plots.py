@@ -29,6 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from rnnsweep.report.phase import theory_on_grid  # noqa: E402
 from rnnsweep.report.stats import wilson_interval  # noqa: E402
 
 __all__ = ["LOG_AXES", "plot_study"]
@@ -127,9 +128,7 @@ def outcome_map(
         fig.colorbar(sc, ax=ax, label="final loss (feasible)")
     ax.scatter(xs[~ok], ys[~ok], marker="x", c="red", s=26, label="diverged", zorder=3)
     if xi_contours is not None:
-        gx = np.geomspace(bx[0], bx[-1], 60) if xlog else np.linspace(bx[0], bx[-1], 60)
-        gy = np.geomspace(by[0], by[-1], 60) if ylog else np.linspace(by[0], by[-1], 60)
-        chi, xi = xi_contours(gx, gy)
+        gx, gy, chi, xi = theory_on_grid(xi_contours, bx, by, xlog, ylog, 60)
         if chi is not None:
             ax.contour(gx, gy, chi.T, levels=[1.0], colors="k", linewidths=2.0)
             ax.plot([], [], "k-", lw=2, label="$\\chi = 1$ (mean field)")
