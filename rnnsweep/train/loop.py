@@ -31,6 +31,11 @@ from rnnsweep.train.optim import OPTIMIZERS, PackedOptimizer, clip_grad_norm_pac
 __all__ = ["MemberResult", "MemberSpec", "TrainConfig", "train_pack"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
+# Held-out sequences per forward of an evaluation on the CPU: a pack's per-step buffers
+# then fit in the caches as a training batch's do (a GPU takes the whole set at once).
+# The 256 held-out sequences of a gru pack of 27 (depth 2, hidden 64) took 721 ms in one
+# forward, 425 ms in chunks of 32, with identical outputs (docs/PERFORMANCE.md, issue 17).
+EVAL_CHUNK = 32
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,16 @@ class _LivePack:
         self.live = torch.tensor(self.ids, dtype=torch.long, device=self.device)
         n = len(self.ids)
         self.eval_batch = Batch.stack([self.eval_one] * n).to(self.device, self.dtype)
+        x = self.eval_batch.x  # (n, T, B_eval, I)
+        chunk = EVAL_CHUNK if torch.device(self.device).type == "cpu" else x.shape[2]
+        starts = range(0, x.shape[2], chunk)
+        self.eval_chunks = [x[:, :, i : i + chunk].contiguous() for i in starts]
+
+    def eval_forward(self) -> torch.Tensor:
+        """The live members' outputs on the held-out set ``(n, T, B_eval, O)``, run
+        ``EVAL_CHUNK`` sequences at a time (each sequence's numbers do not depend on
+        the others it runs with, so the result is the whole batch's, bit for bit)."""
+        return torch.cat([self.forward(x) for x in self.eval_chunks], dim=2)
 
     def compact(self, active: torch.Tensor) -> torch.Tensor:
         """Keep the active members only; returns the new (all-true) active mask."""
@@ -272,7 +287,7 @@ def train_pack(
     def evaluate(step: int, train_loss: torch.Tensor) -> None:
         nonlocal active  # updated in place (a graphed step reads this very tensor)
         with torch.no_grad():
-            out = pack.forward(pack.eval_batch.x)
+            out = pack.eval_forward()
             ev = task.loss(out, pack.eval_batch)  # (n,)
             met = task.metric(out, pack.eval_batch)  # (n,)
         # The held-out loss obeys the same rule as the training loss: an update
