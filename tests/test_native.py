@@ -205,3 +205,34 @@ def test_native_backward_over_many_gradient_passes(arch, reset, mode, monkeypatc
     for name, want in grads[0].items():
         err = (grads[1][name] - want).abs().max() / want.abs().max()
         assert err < 1e-4, f"{name}: relative error {err:.2e}"
+
+
+@pytest.mark.skipif(not HAS_CC, reason="no C compiler on this machine")
+@pytest.mark.parametrize("mode", ["1", "blas"])
+@pytest.mark.parametrize("arch", ["rnn", "ugrnn", "gru", "lstm", "minimalrnn", "plusrnn"])
+def test_inference_forward_equals_the_training_forward(arch, mode, monkeypatch):
+    """Without autograd (an evaluation), the native forward holds A as a ring of one
+    projection pass (T = 20 steps at B = 32: a ring of 8, the last pass a short one of 4)
+    and its outputs are the training forward's, bit for bit, every cell."""
+    monkeypatch.setenv("RNNSWEEP_NATIVE", mode)
+    cfg = ModelConfig(arch, 5, 3, 24, 2)
+    model = PackedRNN(cfg, [InitConfig(seed=k, init_scale=1.3) for k in range(3)])
+    x = torch.randn(3, 20, 32, 5, generator=torch.Generator().manual_seed(4))
+    trained = fused_forward(model, x)
+    assert trained.requires_grad
+    with torch.no_grad():
+        inferred = fused_forward(model, x)
+    assert torch.equal(inferred, trained.detach())
+
+    # and it did hold a ring: the A the C loop was handed, per layer call
+    seen = []
+    run = _native.run
+    monkeypatch.setattr(
+        _native,
+        "run",
+        lambda name, s, dims, t, **kw: (seen.append(t["A"].shape[1]), run(name, s, dims, t, **kw)),
+    )
+    with torch.no_grad():
+        fused_forward(model, x)
+    ring = arch != "minimalrnn"  # its input side is formed outside the loop (no ring)
+    assert seen == [_native.grad_pass_steps(32) if ring else 20] * 2

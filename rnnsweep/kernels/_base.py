@@ -67,13 +67,16 @@ class SequenceKernel:
         """``x_t W^x + b + b^{fg}`` for all steps, one batched product: ``(K, T, B, G*H)``.
 
         For the native loop, only the buffer: the C code forms each member's ``x W^x``
-        right before its time loop (so the loop finds it in cache) and adds the bias
-        per step (see :meth:`with_bias`).
+        a pass of steps at a time inside its time loop (so the steps find it in cache)
+        and adds the bias per step (see :meth:`with_bias`). A forward whose buffers no
+        backward will read (``r.saves`` false: an evaluation) holds one pass of ``A``
+        per member, a ring the loop refills, instead of all T steps.
         """
         if r.native:
             r.bias = r.p["b"] + r.p["fg"]  # (K, 1, G*H)
             r.Xin, r.Wx = r.x, r.p["Wx"]
-            return r.x.new_empty(r.K, r.T, r.B, r.p["Wx"].shape[-1])
+            steps = r.T if r.saves else min(r.T, _native.grad_pass_steps(r.B))
+            return r.x.new_empty(r.K, steps, r.B, r.p["Wx"].shape[-1])
         x2 = r.x.reshape(r.K, r.T * r.B, -1)  # (K, T*B, I)
         return self.with_bias(r, x2, r.p["Wx"], r.p["b"] + r.p["fg"])
 
@@ -108,10 +111,15 @@ class SequenceKernel:
         return {"A": r.A, "Hs": r.Hs}
 
     def forward(
-        self, loop: TimeLoop, s: str | Tensor, x: Tensor, p: Params
+        self, loop: TimeLoop, s: str | Tensor, x: Tensor, p: Params, *, saves: bool = True
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """``(K, T, B, I) -> (K, T, B, H)`` plus the tensors to save for backward."""
+        """``(K, T, B, I) -> (K, T, B, H)`` plus the tensors to save for backward.
+
+        ``saves=False``: no backward will follow (inference), so the native loop may keep
+        less than the backward would need; the second result is then not for a backward.
+        """
         r = Run(loop, s, x, p)
+        r.saves = saves
         # 1. input side of every step at once
         r.A = self.project(r)  # (K, T, B, G*H)
         # 2. recurrent state: h_{-1} is the learned s0, broadcast over the batch

@@ -111,10 +111,11 @@ def _shape(
     W: int,
     I: int,  # noqa: E741
     f_steps: int,
+    a_steps: int,
 ) -> tuple[int, ...]:
     """The shape native/layers.c assumes for ``field`` (``W``: the gate width G*H)."""
     return {
-        "A": (K, T, B, W),
+        "A": (K, a_steps, B, W),
         "F": (K, f_steps, B, W),
         "Hs": (K, T + 1, B, H),
         "Cs": (K, T + 1, B, H),
@@ -154,6 +155,7 @@ class _Layer(ctypes.Structure):
         ("gemm", ctypes.c_void_p),
         *((name, ctypes.c_void_p) for name in _FIELDS),
         ("relu_of", ctypes.c_void_p),  # (K,) int64 per-member codes, or NULL
+        ("a_steps", ctypes.c_int64),
     ]
 
 
@@ -359,11 +361,14 @@ def run(
     layer.f_steps = tensors["F"].shape[1] if "F" in tensors else T
     f_ok = layer.f_steps in (T, min(T, grad_pass_steps(B)))
     assert f_ok, f"native {name}: F holds {layer.f_steps} steps"
+    layer.a_steps = tensors["A"].shape[1] if "A" in tensors else T
+    a_ok = layer.a_steps == T or (layer.a_steps == grad_pass_steps(B) and "Wx" in tensors)
+    assert a_ok, f"native {name}: A holds {layer.a_steps} steps"
     layer.gemm = gemm[dtype]
     keep = []  # read-only copies must outlive the call
     for field, t in tensors.items():
         assert t.dtype == dtype and t.device.type == "cpu", f"{field}: {t.dtype} on {t.device}"
-        want = _shape(field, K, T, B, H, W, I, layer.f_steps)
+        want = _shape(field, K, T, B, H, W, I, layer.f_steps, layer.a_steps)
         assert tuple(t.shape) == want, f"native {name}: {field} is {tuple(t.shape)}, not {want}"
         if field == "Xin":
             # read in place when dense within each member (e.g. the layer below's

@@ -89,6 +89,7 @@ class Run:
     s: str | Tensor  # the nonlinearity: the pack's, or (K,) per-member codes (0 tanh, 1 relu)
     loop: TimeLoop  # the time loop chosen for this call (see rnnsweep.kernels.loops)
     native: bool  # the time loop runs in native/layers.c (else torch ops, step by step)
+    saves: bool  # a backward will read what this forward saves (False: inference only)
     own_gemm: bool  # float32 products through native/gemm.h (the native loop)
     x: Tensor  # (K, T, B, I): the layer input
     p: Params
@@ -112,6 +113,7 @@ class Run:
 
     def __init__(self, loop: TimeLoop, s: str | Tensor, x: Tensor, p: Params, **more: Any) -> None:
         self.loop, self.s, self.x, self.p = loop, s, x, p
+        self.saves = True
         self.native = loop.native and _native.supports(x)
         self.own_gemm = loop.own_gemm
         self.K, self.T, self.B, _ = x.shape

@@ -85,6 +85,10 @@ def fused_layer_forward(
         assert t.dtype == x.dtype and t.device == x.device, (
             f"parameter {name} is {t.dtype} on {t.device}, input is {x.dtype} on {x.device}"
         )
+    if not (torch.is_grad_enabled() and any(t.requires_grad for t in (x, *params))):
+        # inference (an evaluation): no graph, and the loop need not keep what a backward reads
+        p = dict(zip(kernel.param_names, params, strict=True))
+        return kernel.forward(loop, s, x, p, saves=False)[0]
     return LayerFunction.apply(kernel, loop, s, x, *params)
 
 

@@ -31,7 +31,9 @@
  * steps' rows of F is in cache: dWh (K, H, W) and dWx (K, I, W), added to (the caller
  * zeroes them), db (K, 1, W), the column sums of F, added to, and dX (K, T, B, I) =
  * F Wx^T, written, with WxT (K, W, I) and the layer input read from Xin as in the
- * forward. All dense. */
+ * forward. All dense. A forward that forms A itself (Wx given) may hold A as a ring of
+ * a_steps = proj_steps(B) steps per member, (K, a_steps, B, W), when nothing reads A after
+ * it (an evaluation's forward). */
 typedef struct {
     int64_t K, T, B, H;
     int64_t I, xin_kstride; /* input width; X_in's stride between members (elements) */
@@ -43,10 +45,14 @@ typedef struct {
     void *A, *Hs, *Wh, *WhT, *Xin, *Wx, *bias, *F, *dH, *X, *Ys, *dY, *Cs, *N, *dN, *Z, *bhn, *carry, *scratch;
     void *dWh, *dWx, *dX, *WxT, *gscratch, *db;
     int64_t *relu_of; /* per-member nonlinearity codes (K,), 0 tanh 1 relu; NULL: relu */
+    int64_t a_steps;  /* steps of A held per member: T, or (a forward that saves nothing for
+                       * a backward) one projection pass, a ring the loop refills */
 } Layer;
 
-/* Rows of F per pass of the weight gradients: a pass's rows of F, h and x stay in L2. */
+/* Rows of F per pass of the weight gradients: a pass's rows of F, h and x stay in L2;
+ * rows of A per pass of the forward's input projection, for the same reason. */
 #define GRAD_ROWS 256
+static inline int64_t pass_steps(int64_t B) { return B >= GRAD_ROWS ? 1 : (GRAD_ROWS + B - 1) / B; }
 
 /* exp for float that GCC vectorises (Cephes' expf polynomial, about 1 ulp): the
  * argument is clamped to the finite range; NaN passes through the arithmetic. */
@@ -96,8 +102,9 @@ static inline float tanh_f32(float x) { return 2.0f / (1.0f + exp_f32(-2.0f * x)
 #undef TANH
 
 /* Steps per weight-gradient pass at batch B: with the weight gradients formed in the loop,
- * F need only hold that many steps per member (f_steps), reused pass after pass. */
-int64_t grad_pass_steps(int64_t B) { return B >= GRAD_ROWS ? 1 : (GRAD_ROWS + B - 1) / B; }
+ * F need only hold that many steps per member (f_steps), reused pass after pass. The
+ * forward's input projection goes in passes of as many steps (a ring of A holds one). */
+int64_t grad_pass_steps(int64_t B) { return pass_steps(B); }
 
 /* 1 when gemm.h's float32 kernel was compiled in (an AVX-512 build), else 0. */
 int64_t has_own_gemm(void) { return HAVE_GEMM_F32; }

@@ -87,21 +87,26 @@ static inline void SUF(grad_rows)(const Layer *L, int64_t k, int64_t t0, int64_t
     }
 #define GRADS(W, wh_cols) GRADS_THEN(W, wh_cols, (void)0)
 
-/* Member k's input projection A_k = X_k W^x_k for all T*B rows (one product, before the
- * time loop, so the loop finds A_k in cache), when the caller left it to the loop. */
-static inline void SUF(project)(const Layer *L, int64_t k, int64_t W) {
-    if (!L->Wx) return;
-    const REAL *x = (const REAL *)L->Xin + k * L->xin_kstride, *w = (const REAL *)L->Wx;
-    REAL *a = (REAL *)L->A + k * L->T * L->B * W;
-    SUF(mm)(L, L->T * L->B, L->I, W, x, L->I, w + k * L->I * W, W, 0, a, W);
-}
-
-/* a (B x W) += the member's input bias b + b^{fg}: added per step while the rows are hot
- * (a broadcast copy over all steps before the projection would be a pass through memory) */
-static inline void SUF(add_bias)(const Layer *L, int64_t k, REAL *a, int64_t W) {
+/* Step t's input side a (B x W) = A_AT(t): at the first step of each projection pass
+ * (pass_steps(B) steps), when the loop forms A itself (Wx given), the pass's rows
+ * x W^x (one product: they are still in cache when the steps read them; one product over
+ * all T*B rows before the loop wrote 1.2 MB per gru layer at B = 32, beyond L2); then the
+ * member's input bias b + b^{fg}, added per step while the rows are hot (a broadcast copy
+ * over all steps would be a pass through memory). A pass's rows are contiguous in A, as
+ * a whole sequence or as a ring of a_steps = pass_steps(B) steps. */
+static inline void SUF(step_input)(const Layer *L, int64_t k, int64_t t, REAL *a, int64_t W) {
+    const int64_t B = L->B;
+    if (L->Wx) {
+        const int64_t steps = pass_steps(B);
+        if (t % steps == 0) {
+            const int64_t t1 = t + steps < L->T ? t + steps : L->T, I = L->I;
+            const REAL *x = (const REAL *)L->Xin + k * L->xin_kstride + t * B * I;
+            SUF(mm)(L, (t1 - t) * B, I, W, x, I, (const REAL *)L->Wx + k * I * W, W, 0, a, W);
+        }
+    }
     if (!L->bias) return;
     const REAL *b = (const REAL *)L->bias + k * W;
-    for (int64_t i = 0; i < L->B; i++)
+    for (int64_t i = 0; i < B; i++)
 #pragma GCC ivdep
         for (int64_t j = 0; j < W; j++) a[i * W + j] += b[j];
 }
@@ -128,7 +133,8 @@ static inline REAL SUF(dact)(REAL y, int64_t relu) {
     (void)A_;                                                                             \
     (void)Hs_;                                                                            \
     (void)Wh_
-#define A_AT(t, W) (A_ + ((k * T + (t)) * B) * (W))         /* (B, W) block of A or F */
+/* Step t's (B, W) block of A (all T steps, or a ring of a_steps: see Layer) */
+#define A_AT(t, W) (A_ + ((k * L->a_steps + (t) % L->a_steps) * B) * (W))
 /* Step t's (B, W) block of F. F holds all T steps, or (f_steps < T) one weight-gradient
  * pass, the steps [hi - f_steps, hi) that end at the pass's top hi (in the backward loops),
  * so that a pass's rows are contiguous and the next pass reuses the memory. */
@@ -163,10 +169,9 @@ static inline REAL SUF(dact)(REAL y, int64_t relu) {
 MEMBER(rnn_fwd_k) {
     DIMS;
     const REAL *W = Wh_ + k * H * H;
-    SUF(project)(L, k, H);
     for (int64_t t = 0; t < T; t++) {
         REAL *a = A_AT(t, H), *hp = H_AT(t), *h = H_AT(t + 1);
-        SUF(add_bias)(L, k, a, H);
+        SUF(step_input)(L, k, t, a, H);
         SUF(mm)(L, B, H, H, hp, H, W, H, 1, a, H);
         #pragma GCC ivdep
         for (int64_t i = 0; i < B * H; i++) h[i] = SUF(act)(a[i], relu);
@@ -197,10 +202,9 @@ MEMBER(ugrnn_fwd_k) {
     DIMS;
     const int64_t G = 2 * H;
     const REAL *W = Wh_ + k * H * G;
-    SUF(project)(L, k, G);
     for (int64_t t = 0; t < T; t++) {
         REAL *a = A_AT(t, G), *hp = H_AT(t), *h = H_AT(t + 1);
-        SUF(add_bias)(L, k, a, G);
+        SUF(step_input)(L, k, t, a, G);
         SUF(mm)(L, B, H, G, hp, H, W, G, 1, a, G);
         for (int64_t i = 0; i < B; i++) {
             REAL *ar = a + i * G, *hr = h + i * H;
@@ -253,11 +257,10 @@ MEMBER(grupre_fwd_k) {
     DIMS;
     const int64_t G = 3 * H;
     const REAL *W = Wh_ + k * H * G;
-    SUF(project)(L, k, G);
     REAL *rh = (REAL *)L->scratch + k * B * H; /* r hp, one step */
     for (int64_t t = 0; t < T; t++) {
         REAL *a = A_AT(t, G), *hp = H_AT(t), *h = H_AT(t + 1);
-        SUF(add_bias)(L, k, a, G);
+        SUF(step_input)(L, k, t, a, G);
         SUF(mm)(L, B, H, 2 * H, hp, H, W, G, 1, a, G); /* [a_r, a_u] += hp W^{ru} */
         for (int64_t i = 0; i < B; i++) {
             REAL *ar = a + i * G;
@@ -339,10 +342,9 @@ MEMBER(grupost_fwd_k) {
     DIMS;
     const int64_t G = 3 * H;
     const REAL *W = Wh_ + k * H * G, *bhn = (const REAL *)L->bhn + k * H;
-    SUF(project)(L, k, G);
     for (int64_t t = 0; t < T; t++) {
         REAL *a = A_AT(t, G), *hp = H_AT(t), *h = H_AT(t + 1), *n = TK_AT(L->N, t);
-        SUF(add_bias)(L, k, a, G);
+        SUF(step_input)(L, k, t, a, G);
         SUF(mm)(L, B, H, 2 * H, hp, H, W, G, 1, a, G); /* [a_r, a_u] += hp W^{ru} */
         for (int64_t i = 0; i < B; i++)
             #pragma GCC ivdep
@@ -410,10 +412,9 @@ MEMBER(lstm_fwd_k) {
     DIMS;
     const int64_t G = 4 * H;
     const REAL *W = Wh_ + k * H * G;
-    SUF(project)(L, k, G);
     for (int64_t t = 0; t < T; t++) {
         REAL *a = A_AT(t, G), *hp = H_AT(t), *h = H_AT(t + 1);
-        SUF(add_bias)(L, k, a, G);
+        SUF(step_input)(L, k, t, a, G);
         REAL *cp = (REAL *)L->Cs + ((k * (T + 1) + t) * B) * H, *cn = cp + B * H;
         SUF(mm)(L, B, H, G, hp, H, W, G, 1, a, G);
         for (int64_t i = 0; i < B; i++) {
@@ -474,10 +475,9 @@ MEMBER(plusrnn_fwd_k) {
     DIMS;
     const int64_t G = 4 * H;
     const REAL *W = Wh_ + k * H * G;
-    SUF(project)(L, k, G);
     for (int64_t t = 0; t < T; t++) {
         REAL *a = A_AT(t, G), *hp = H_AT(t), *h = H_AT(t + 1), *y = KT_AT(L->Ys, t);
-        SUF(add_bias)(L, k, a, G);
+        SUF(step_input)(L, k, t, a, G);
         const REAL *x = KT_AT(L->X, t);
         SUF(mm)(L, B, H, G, hp, H, W, G, 1, a, G);
         for (int64_t i = 0; i < B; i++) {
@@ -536,10 +536,9 @@ void SUF(plusrnn_bwd)(const Layer *L) { RUN(SUF(plusrnn_bwd_k)); }
 MEMBER(minimalrnn_fwd_k) {
     DIMS;
     const REAL *W = Wh_ + k * H * H;
-    SUF(project)(L, k, H);
     for (int64_t t = 0; t < T; t++) {
         REAL *a = A_AT(t, H), *hp = H_AT(t), *h = H_AT(t + 1);
-        SUF(add_bias)(L, k, a, H);
+        SUF(step_input)(L, k, t, a, H);
         const REAL *z = KT_AT(L->Z, t);
         SUF(mm)(L, B, H, H, hp, H, W, H, 1, a, H);
         #pragma GCC ivdep
