@@ -519,6 +519,73 @@ def _e2e_run(k: int, *, trials: int, steps: int, threads: int) -> tuple[float, R
     return wall, summary
 
 
+def eta_rows(
+    arch: str = "gru",
+    *,
+    trials: int = 96,
+    steps: int = 100,
+    threads: int = 1,
+    pack_size: int = 32,
+    hidden: int = 64,
+) -> list[dict]:
+    """How right the progress bar's ETA is: a study of ``trials`` trials in packs of
+    ``pack_size`` (depth 2, parens of length 50) under the bar ``rnnsweep run`` draws (not
+    drawn here), the ETA it shows at the end of each pack against the time the rest of
+    the study then took. One row per pack but the last."""
+    import tempfile
+
+    from rnnsweep.progress import StudyBar
+    from rnnsweep.store import Store
+    from rnnsweep.study import resolve, run_study, spec_from_dict
+
+    marks: list[tuple[float, float, float | None]] = []  # (time, trials done, ETA shown)
+
+    class _Marked(StudyBar):
+        def advance(self, done: int, feasible: int) -> None:
+            super().advance(done, feasible)
+            marks.append((time.perf_counter(), self.done, self.eta()))
+
+    spec = spec_from_dict(
+        {
+            "name": "eta",
+            "task": "parens",
+            "task_options": {"seq_len": 50},
+            "arch": arch,
+            "depth": 2,
+            "trials": trials,
+            "seed": 0,
+            "model": {"hidden": hidden},
+            "train": {"steps": steps, "batch_size": 32},
+        }
+    )
+    with tempfile.TemporaryDirectory() as d:
+        store = Store(f"sqlite:///{Path(d) / 'eta.db'}", create=True)
+        t0 = time.perf_counter()
+        run_study(
+            resolve(spec),
+            store,
+            pack_size=pack_size,
+            threads=threads,
+            progress=_Marked("eta", enabled=False),
+        )
+        end = time.perf_counter()
+        store.dispose()
+    rows = []
+    for t, done, eta in marks[:-1]:
+        left = end - t
+        rows.append(
+            {
+                "arch": arch,
+                "trials_done": int(done),
+                "elapsed_s": t - t0,
+                "eta_s": eta,
+                "actual_s": left,
+                "error": None if eta is None else (eta - left) / left,
+            }
+        )
+    return rows
+
+
 def launch_rows(
     loops: Sequence[str] = ("torch", "triton"), seq_lens: Sequence[int] = (50, 200)
 ) -> list[dict]:

@@ -18,19 +18,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from rnnsweep import __version__
 from rnnsweep.errors import RnnsweepError
 from rnnsweep.interrupts import Terminated
 from rnnsweep.interrupts import install as install_signal_handlers
+from rnnsweep.progress import StudyBar
 
 try:  # typer >= 0.2x vendors click instead of depending on it
     from typer._click.exceptions import ClickException, UsageError
@@ -181,51 +174,6 @@ def _list(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
     return [p.strip() for v in values for p in v.split(",") if p.strip()] or [""]
-
-
-class _Bar:
-    """A Rich progress bar: trials done of total, feasible so far, elapsed and ETA."""
-
-    def __init__(self, study: str, enabled: bool) -> None:
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("feasible {task.fields[feasible]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=err,
-            disable=not enabled,
-        )
-        self.study = study
-        self.task = None
-        self.feasible = 0
-        self.done = 0
-
-    def start(self, total: int, done: int, feasible: int) -> None:
-        self.feasible, self.done = feasible, done
-        self.progress.start()
-        self.task = self.progress.add_task(
-            self.study, total=total, completed=done, feasible=feasible
-        )
-
-    def advance(self, done: int, feasible: int) -> None:
-        self.feasible += feasible
-        self.done += done
-        self.progress.update(self.task, completed=self.done, feasible=self.feasible)
-
-    def partial(self, trials: float) -> None:
-        """The pack in training, ``trials`` of it done (fractional): the ETA from step 1."""
-        self.progress.update(self.task, completed=self.done + trials)
-
-    def set(self, done: int, feasible: int) -> None:
-        self.feasible, self.done = feasible, done
-        self.progress.update(self.task, completed=done, feasible=feasible)
-
-    def stop(self) -> None:
-        if self.task is not None:  # a bar that never started prints nothing
-            self.progress.stop()
 
 
 @app.command()
@@ -441,7 +389,7 @@ def run(
         finally:
             store.dispose()
         return
-    bar = _Bar(spec.name, enabled=not quiet)
+    bar = StudyBar(spec.name, enabled=not quiet, console=err)
     try:
         summary = run_study(
             resolved,
@@ -598,7 +546,7 @@ def _launch(study, store, url: str, launcher: str, resources, n: int, args, quie
     from rnnsweep.launch import launch, launcher_for
 
     spec = study.spec
-    bar = _Bar(spec.name, enabled=not quiet)
+    bar = StudyBar(spec.name, enabled=not quiet, console=err)
     try:
         out = launch(launcher_for(launcher, resources), study, store, url, n, args, bar)
     except (KeyboardInterrupt, Terminated) as exc:
@@ -701,7 +649,7 @@ def worker(
             param_hint="--grace",
         )
     store = Store(resolve_url(storage), create=False)
-    bar = _Bar(study, enabled=not quiet)
+    bar = StudyBar(study, enabled=not quiet, console=err)
     from rnnsweep.backend import check_loop
 
     opts = WorkerOptions(
@@ -1262,6 +1210,14 @@ def bench(
     ] = None,
     e2e_steps: Annotated[int, typer.Option(help="Steps per trial in --e2e.")] = 300,
     e2e_trials: Annotated[int, typer.Option(help="Trials per study in --e2e.")] = 32,
+    eta: Annotated[
+        bool,
+        typer.Option(
+            help="Also check the progress bar's ETA: a gru study of 96 trials in packs of 32 "
+            "(100 steps), the ETA shown at the end of each pack against the time the rest "
+            "took (a few minutes)."
+        ),
+    ] = False,
     launches: Annotated[
         bool,
         typer.Option(
@@ -1295,9 +1251,10 @@ def bench(
 
     if pack_size < 1 or threads < 1:
         raise typer.BadParameter("must be >= 1", param_hint="--pack-size/--threads")
-    if device != "cpu" and (memory or e2e):
+    if device != "cpu" and (memory or e2e or eta):
         raise typer.BadParameter(
-            "--memory and --e2e measure the CPU; run them without --device", param_hint="--device"
+            "--memory, --e2e and --eta measure the CPU; run them without --device",
+            param_hint="--device",
         )
     _check_device(device, auto=False)
     named = check_loop(loop) if loop is not None else None
@@ -1376,6 +1333,11 @@ def bench(
                     f"{r['arch']} at {r['threads']} thread(s): {r['speedup']:.2f}x the peer"
                 ),
             )
+    if eta:
+        from rnnsweep.bench import eta_rows
+
+        with err.status("checking the progress bar's ETA (a study of 3 packs)..."):
+            extras["eta"] = eta_rows(threads=threads)
     if fmt == "json" and extras:  # one JSON document: the rows plus each extra table
         import json
 

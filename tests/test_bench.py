@@ -104,8 +104,8 @@ def test_time_rounds_interleaves_the_steps():
     ("args", "needle"),
     [
         (["--device", "gpu"], "cpu, cuda or cuda:N, got 'gpu'"),
-        (["--device", "cuda", "--e2e"], "--memory and --e2e measure the CPU"),
-        (["--device", "cuda:0", "--memory"], "--memory and --e2e measure the CPU"),
+        (["--device", "cuda", "--e2e"], "--memory, --e2e and --eta measure the CPU"),
+        (["--device", "cuda:0", "--memory"], "--memory, --e2e and --eta measure the CPU"),
     ],
 )
 def test_bench_rejects_a_bad_device_in_one_line(cli, args, needle):

@@ -120,3 +120,17 @@ def test_versus_peer_times_both_and_gives_the_ratio():
     assert r["threads"] == 1 and r["rnnsweep_s"] > 0 and r["peer_s"] > 0
     assert r["speedup"] == pytest.approx(r["rnnsweep_trials_per_hour"] / r["peer_trials_per_hour"])
     assert r["peer"] == "optuna + torch.nn.GRU"
+
+
+def test_eta_rows_compare_the_bar_with_the_time_left():
+    """`bench --eta`'s measurement: one row per pack but the last, the ETA the bar showed
+    at the end of that pack (the bar is drawn from the worker's reports) and the time the
+    rest of the study took after it."""
+    from rnnsweep.bench import eta_rows
+
+    rows = eta_rows(trials=6, steps=3, pack_size=2, hidden=4)
+    assert [r["trials_done"] for r in rows] == [2, 4]
+    for r in rows:
+        assert r["actual_s"] > 0 and r["eta_s"] is not None and r["eta_s"] > 0
+        assert r["error"] == pytest.approx((r["eta_s"] - r["actual_s"]) / r["actual_s"])
+    assert rows[0]["elapsed_s"] < rows[1]["elapsed_s"]
