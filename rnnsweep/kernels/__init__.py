@@ -63,7 +63,10 @@ directions runs as one C call per layer (:mod:`rnnsweep.kernels._native`,
 AVX-512 kernel, ``native/gemm.h``, where the CPU has AVX-512; else torch's BLAS),
 then one fused pass of the gate math while the step's rows are in cache, members
 spread over ``torch.get_num_threads()`` OpenMP threads; each member's input
-projection is formed right before its loop and the input bias added per step.
+projection is formed inside its loop a pass of 256 rows at a time, right before the
+steps that read it, and the input bias added per step. Without autograd (an
+evaluation) nothing is saved for a backward, so ``A`` is a ring of one such pass per
+member instead of all T steps (bit-identical outputs; ``tests/test_native.py``).
 
 One deliberate departure from the table above in the native backward: ``dW^h``,
 ``dW^x``, ``dx`` and ``db`` are not single products over all ``T*B`` rows after the
