@@ -225,24 +225,42 @@ def _linearize(
 ]:
     """``f(F)`` and the linear maps ``v -> J v`` and ``u -> J^T u`` of ``J = df/dF``, graph reused.
 
-    ``J^T u`` is ``torch.func.vjp``'s pullback; ``J v`` is the vjp *of* that
-    pullback (linear in u, so its own vjp is its transpose, J). This "double-vjp"
-    needs reverse mode only: per call it was ~2x cheaper here than
-    ``torch.func.jvp`` (which recomputes the primal), it needs no tracing (unlike
-    ``torch.func.linearize``), and it avoids forward-mode AD, whose first use
-    scripts decompositions with the deprecated ``torch.jit.script`` (~1 s, a warning).
+    ``J^T u`` is a vjp on the graph of ``f(F)``; ``J v`` is the vjp *of* that
+    vjp, recorded once at ``u = 0`` (linear in u, so its own vjp is its
+    transpose, J). This "double-vjp" needs reverse mode only: per call it was
+    ~2x cheaper here than ``torch.func.jvp`` (which recomputes the primal), it
+    needs no tracing (unlike ``torch.func.linearize``), and it avoids forward-mode
+    AD, whose first use scripts decompositions with the deprecated
+    ``torch.jit.script`` (~1 s, a warning). Plain ``torch.autograd.grad`` on
+    graphs kept with ``retain_graph`` does what ``torch.func.vjp`` did here, the
+    same operations, without its per-call wrapping.
     """
-    out, vjp_fn = torch.func.vjp(f, F)
+    with torch.enable_grad():  # the callers may run under no_grad (the training loop does)
+        F = F.detach().requires_grad_()
+        out = f(F)
+        u0 = torch.zeros_like(out, requires_grad=True)
+        jt_u0 = _vjp(out, F, u0, create_graph=True)  # J^T u0, recorded as a function of u0
 
     def jt(u: torch.Tensor) -> torch.Tensor:  # J^T u
-        return vjp_fn(u)[0]
-
-    _, jvp_t = torch.func.vjp(jt, torch.zeros_like(out))
+        return _vjp(out, F, u)
 
     def j(v: torch.Tensor) -> torch.Tensor:  # J v
-        return jvp_t(v)[0]
+        return _vjp(jt_u0, u0, v)
 
     return out.detach(), j, jt
+
+
+def _vjp(
+    out: torch.Tensor, inp: torch.Tensor, cot: torch.Tensor, *, create_graph: bool = False
+) -> torch.Tensor:
+    """``cot^T d out / d inp`` on the recorded graph, which stays for the next call; zeros
+    where ``out`` does not depend on ``inp`` (as ``torch.func.vjp`` returns)."""
+    if not out.requires_grad:  # a map that ignores its input: no graph at all
+        return torch.zeros_like(inp)
+    (g,) = torch.autograd.grad(
+        out, inp, cot, retain_graph=True, create_graph=create_graph, materialize_grads=True
+    )
+    return g
 
 
 def _lanczos_top(
@@ -358,7 +376,7 @@ def _push_tangents(
         F = states[:, t].repeat_interleave(m, dim=1)  # (K, N*m, D)
         x_t = x[:, t].repeat_interleave(m, dim=1)  # (K, N*m, I)
         _, j, _ = _linearize(_bind(step_fn, x_t), F)
-        V = j(V).detach()
+        V = j(V)
     return V.reshape(K, N, m, D)
 
 
@@ -375,9 +393,10 @@ def _pull_cotangents(
     for t in reversed(range(x.shape[1])):
         F = states[:, t].repeat_interleave(m, dim=1)  # (K, N*m, D)
         x_t = x[:, t].repeat_interleave(m, dim=1)
-        _, vjp_fn = torch.func.vjp(_bind(step_fn, x_t), F)
-        (U,) = vjp_fn(U)
-    return U.reshape(K, N, m, D).detach()
+        with torch.enable_grad():
+            F.requires_grad_()
+            U = _vjp(step_fn(F, x_t), F, U)
+    return U.reshape(K, N, m, D)
 
 
 def _svdvals(M: torch.Tensor) -> torch.Tensor:
