@@ -90,20 +90,20 @@ LYAPUNOV_EPS = 0.01
 # bounds memory for wide, deep packs (2^22 float64 entries = 32 MiB per vector).
 CHUNK_ENTRIES = 1 << 22
 
-# Copies of a state per recorded step in ``unrolled_singular_values``: a step is recorded
-# once on r = ROWS_PER_PASS copies of each state and its m (co)tangents go through that
-# graph r at a time (retain_graph), instead of through one graph on m copies. The step's
-# forward then runs on r rows, not m, and the smaller passes stay in cache. Measured
-# (one thread, gru depth 2 hidden 64, the exact spectrum: m = D = 128, 50 steps, one
-# sequence, median of 5): 385 -> 242 ms at K = 13 members, 1032 -> 673 at K = 32,
-# 141 -> 121 at K = 5, but 44 -> 66 ms for a pack of one, whose 32-row passes are too
-# small to pay their overhead (64 rows: 264, 726, 118 and 49 ms). Fixed rather than sized
-# by K, so that a member's numbers cannot depend on its pack. The outputs are the m-row
-# pass's to the bit as long as the BLAS computes a row of a product the same way in an
-# r-row as in an m-row product: MKL on this machine does for any r >= 4 in float32 and
-# for r a multiple of 4 in float64 (its kernels' row block; 32 is a multiple of the usual
-# blocks). Elsewhere the difference would be one rounding per product, like any change
-# of BLAS.
+# Copies of a state per recorded step in ``unrolled_singular_values`` on the CPU (see
+# ``_rows_per_pass``): a step is recorded once on r = ROWS_PER_PASS copies of each state
+# and its m (co)tangents go through that graph r at a time (retain_graph), instead of
+# through one graph on m copies. The step's forward then runs on r rows, not m, and the
+# smaller passes stay in cache. Measured (one thread, gru depth 2 hidden 64, the exact
+# spectrum: m = D = 128, 50 steps, one sequence, median of 5): 385 -> 242 ms at K = 13
+# members, 1032 -> 673 at K = 32, 141 -> 121 at K = 5, but 44 -> 66 ms for a pack of one,
+# whose 32-row passes are too small to pay their overhead (64 rows: 264, 726, 118 and
+# 49 ms). Fixed rather than sized by K, so that a member's numbers cannot depend on its
+# pack. The outputs are the m-row pass's to the bit as long as the BLAS computes a row of
+# a product the same way in an r-row as in an m-row product: MKL on this machine does for
+# any r >= 4 in float32 and for r a multiple of 4 in float64 (its kernels' row block; 32
+# is a multiple of the usual blocks). Elsewhere the difference would be one rounding per
+# product, like any change of BLAS.
 ROWS_PER_PASS = 32
 
 
@@ -385,8 +385,11 @@ def _copies(a: torch.Tensor, r: int) -> torch.Tensor:
     return a.repeat_interleave(r, dim=1)
 
 
-def _rows_per_pass(m: int) -> int:
-    return min(m, ROWS_PER_PASS)
+def _rows_per_pass(m: int, device: torch.device) -> int:
+    """r for m (co)tangents: ``ROWS_PER_PASS`` on the CPU, where it was measured; elsewhere
+    m (one pass, as before): on a GPU these small kernels are bound by their launches, so
+    more passes would likely cost more than the forward they save (not measured there)."""
+    return min(m, ROWS_PER_PASS) if device.type == "cpu" else m
 
 
 def _in_passes(
@@ -411,11 +414,11 @@ def _push_tangents(
 ) -> torch.Tensor:
     """Rows of ``V`` ``(K, N, m, D)`` pushed forward through ``J_T ... J_1``: ``J v`` per row.
 
-    Each step is linearised once on r copies of each state (``ROWS_PER_PASS``) and
-    takes the m tangents r at a time.
+    Each step is linearised once on r copies of each state (:func:`_rows_per_pass`)
+    and takes the m tangents r at a time.
     """
     K, N, m, D = V.shape
-    r = _rows_per_pass(m)
+    r = _rows_per_pass(m, states.device)
     V = _pad_rows(V, r)
     for t in range(x.shape[1]):
         _, j, _ = _linearize(_bind(step_fn, _copies(x[:, t], r)), _copies(states[:, t], r))
@@ -430,10 +433,10 @@ def _pull_cotangents(
 
     One step's vjp at a time from the stored states, so memory is one step's
     graph rather than T steps'; each step is recorded once on r copies of each
-    state (``ROWS_PER_PASS``) and takes the m cotangents r at a time.
+    state (:func:`_rows_per_pass`) and takes the m cotangents r at a time.
     """
     K, N, m, D = U.shape
-    r = _rows_per_pass(m)
+    r = _rows_per_pass(m, states.device)
     U = _pad_rows(U, r)
     for t in reversed(range(x.shape[1])):
         with torch.enable_grad():
@@ -467,8 +470,8 @@ def unrolled_singular_values(
     D <= ``max_dim``: exact, r = D. The Jacobian is built row by row by pulling
     the D basis vectors back through the T step Jacobians (D cotangents per
     trajectory, so the cost is D x T batched vjps, on T steps each recorded once on
-    ``ROWS_PER_PASS`` copies of its state; a plain vjp per step is the cheapest way
-    through, see :func:`_linearize`).
+    a few copies of its state, :func:`_rows_per_pass`; a plain vjp per step is the
+    cheapest way through, see :func:`_linearize`).
 
     D > ``max_dim``: the *leading* r = ``rank`` singular values, by a Gaussian range
     finder (Halko, Martinsson & Tropp 2011, Alg. 4.1 + 5.1): ``Y = J Omega`` (jvp),
