@@ -24,6 +24,8 @@ from rnnsweep.theory.diagnostics import (
     REGION_CONTRACTIVE,
     REGION_EDGE,
     REGION_UNKNOWN,
+    _pull_cotangents,
+    _push_tangents,
     diagnose,
     end_to_end_spectrum,
     jacobian_norms,
@@ -264,6 +266,22 @@ def test_row_chunking_does_not_change_step_norms(monkeypatch):
     chunked = step_jacobian_norms(model, x)
     for a, b in zip(whole, chunked, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("through", [_pull_cotangents, _push_tangents], ids=["pull", "push"])
+def test_passes_do_not_change_unrolled_products(monkeypatch, through):
+    """Each step recorded on a few copies of its state, the (co)tangents a few at a time."""
+    model = _model("lstm", "pre", "tanh", 2, K=2)  # D = 20
+    randomise(model, seed=6)
+    x = _inputs(2, 5, 3)
+    F = run_states(model, x)  # (K, T+1, B, D)
+    step = lambda s, x_t: stack_step(model, s, x_t)  # noqa: E731
+    gen = torch.Generator().manual_seed(8)
+    V = torch.randn(2, 3, 20, 20, generator=gen, dtype=torch.float64)  # (K, B, m, D)
+    whole = through(step, F, x, V)  # m = 20 < ROWS_PER_PASS: one pass
+    monkeypatch.setattr("rnnsweep.theory.diagnostics.ROWS_PER_PASS", 8)
+    passes = through(step, F, x, V)  # 3 passes of 8 rows, the last one padded
+    torch.testing.assert_close(passes, whole, rtol=1e-12, atol=0)
 
 
 def test_randomized_end_to_end_bounds_the_exact_spectrum():

@@ -36,6 +36,7 @@ from a :class:`~rnnsweep.cells.PackedRNN` with :class:`StackMap`.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,6 +89,22 @@ LYAPUNOV_EPS = 0.01
 # the recorded graph of one chunk holds a few times that (the gates), so this
 # bounds memory for wide, deep packs (2^22 float64 entries = 32 MiB per vector).
 CHUNK_ENTRIES = 1 << 22
+
+# Copies of a state per recorded step in ``unrolled_singular_values`` on the CPU (see
+# ``_rows_per_pass``): a step is recorded once on r = ROWS_PER_PASS copies of each state
+# and its m (co)tangents go through that graph r at a time (retain_graph), instead of
+# through one graph on m copies. The step's forward then runs on r rows, not m, and the
+# smaller passes stay in cache. Measured (one thread, gru depth 2 hidden 64, the exact
+# spectrum: m = D = 128, 50 steps, one sequence, median of 5): 385 -> 242 ms at K = 13
+# members, 1032 -> 673 at K = 32, 141 -> 121 at K = 5, but 44 -> 66 ms for a pack of one,
+# whose 32-row passes are too small to pay their overhead (64 rows: 264, 726, 118 and
+# 49 ms). Fixed rather than sized by K, so that a member's numbers cannot depend on its
+# pack. The outputs are the m-row pass's to the bit as long as the BLAS computes a row of
+# a product the same way in an r-row as in an m-row product: MKL on this machine does for
+# any r >= 4 in float32 and for r a multiple of 4 in float64 (its kernels' row block; 32
+# is a multiple of the usual blocks). Elsewhere the difference would be one rounding per
+# product, like any change of BLAS.
+ROWS_PER_PASS = 32
 
 
 # ---- the stack as a map on its full state --------------------------------------------------
@@ -225,24 +242,42 @@ def _linearize(
 ]:
     """``f(F)`` and the linear maps ``v -> J v`` and ``u -> J^T u`` of ``J = df/dF``, graph reused.
 
-    ``J^T u`` is ``torch.func.vjp``'s pullback; ``J v`` is the vjp *of* that
-    pullback (linear in u, so its own vjp is its transpose, J). This "double-vjp"
-    needs reverse mode only: per call it was ~2x cheaper here than
-    ``torch.func.jvp`` (which recomputes the primal), it needs no tracing (unlike
-    ``torch.func.linearize``), and it avoids forward-mode AD, whose first use
-    scripts decompositions with the deprecated ``torch.jit.script`` (~1 s, a warning).
+    ``J^T u`` is a vjp on the graph of ``f(F)``; ``J v`` is the vjp *of* that
+    vjp, recorded once at ``u = 0`` (linear in u, so its own vjp is its
+    transpose, J). This "double-vjp" needs reverse mode only: per call it was
+    ~2x cheaper here than ``torch.func.jvp`` (which recomputes the primal), it
+    needs no tracing (unlike ``torch.func.linearize``), and it avoids forward-mode
+    AD, whose first use scripts decompositions with the deprecated
+    ``torch.jit.script`` (~1 s, a warning). Plain ``torch.autograd.grad`` on
+    graphs kept with ``retain_graph`` does what ``torch.func.vjp`` did here, the
+    same operations, without its per-call wrapping.
     """
-    out, vjp_fn = torch.func.vjp(f, F)
+    with torch.enable_grad():  # the callers may run under no_grad (the training loop does)
+        F = F.detach().requires_grad_()
+        out = f(F)
+        u0 = torch.zeros_like(out, requires_grad=True)
+        jt_u0 = _vjp(out, F, u0, create_graph=True)  # J^T u0, recorded as a function of u0
 
     def jt(u: torch.Tensor) -> torch.Tensor:  # J^T u
-        return vjp_fn(u)[0]
-
-    _, jvp_t = torch.func.vjp(jt, torch.zeros_like(out))
+        return _vjp(out, F, u)
 
     def j(v: torch.Tensor) -> torch.Tensor:  # J v
-        return jvp_t(v)[0]
+        return _vjp(jt_u0, u0, v)
 
     return out.detach(), j, jt
+
+
+def _vjp(
+    out: torch.Tensor, inp: torch.Tensor, cot: torch.Tensor, *, create_graph: bool = False
+) -> torch.Tensor:
+    """``cot^T d out / d inp`` on the recorded graph, which stays for the next call; zeros
+    where ``out`` does not depend on ``inp`` (as ``torch.func.vjp`` returns)."""
+    if not out.requires_grad:  # a map that ignores its input: no graph at all
+        return torch.zeros_like(inp)
+    (g,) = torch.autograd.grad(
+        out, inp, cot, retain_graph=True, create_graph=create_graph, materialize_grads=True
+    )
+    return g
 
 
 def _lanczos_top(
@@ -345,21 +380,50 @@ def largest_lyapunov(
     return (total / (T - burn_in)).detach()
 
 
+def _copies(a: torch.Tensor, r: int) -> torch.Tensor:
+    """Every row of ``a`` ``(K, N, ...)`` r times over: ``(K, N*r, ...)``."""
+    return a.repeat_interleave(r, dim=1)
+
+
+def _rows_per_pass(m: int, device: torch.device) -> int:
+    """r for m (co)tangents: ``ROWS_PER_PASS`` on the CPU, where it was measured; elsewhere
+    m (one pass, as before): on a GPU these small kernels are bound by their launches, so
+    more passes would likely cost more than the forward they save (not measured there)."""
+    return min(m, ROWS_PER_PASS) if device.type == "cpu" else m
+
+
+def _in_passes(
+    apply: Callable[[torch.Tensor], torch.Tensor], V: torch.Tensor, r: int
+) -> torch.Tensor:
+    """``apply`` (linear, recorded on r copies of each of N states: ``(K, N*r, D)``) on
+    every row of ``V`` ``(K, N, m, D)``, r rows per state at a time; m a multiple of r."""
+    K, N, _, D = V.shape
+    out = [apply(v.reshape(K, N * r, D)).reshape(K, N, r, D) for v in V.split(r, dim=2)]
+    return torch.cat(out, dim=2)  # (K, N, m, D)
+
+
+def _pad_rows(V: torch.Tensor, r: int) -> torch.Tensor:
+    """``V`` ``(K, N, m, D)`` with zero rows up to a multiple of r."""
+    K, N, m, D = V.shape
+    pad = -m % r
+    return torch.cat([V, V.new_zeros(K, N, pad, D)], dim=2) if pad else V
+
+
 def _push_tangents(
     step_fn: StepFn, states: torch.Tensor, x: torch.Tensor, V: torch.Tensor
 ) -> torch.Tensor:
     """Rows of ``V`` ``(K, N, m, D)`` pushed forward through ``J_T ... J_1``: ``J v`` per row.
 
-    The m tangents of one trajectory become m copies of it in the batch axis.
+    Each step is linearised once on r copies of each state (:func:`_rows_per_pass`)
+    and takes the m tangents r at a time.
     """
     K, N, m, D = V.shape
-    V = V.reshape(K, N * m, D)  # (K, N*m, D)
+    r = _rows_per_pass(m, states.device)
+    V = _pad_rows(V, r)
     for t in range(x.shape[1]):
-        F = states[:, t].repeat_interleave(m, dim=1)  # (K, N*m, D)
-        x_t = x[:, t].repeat_interleave(m, dim=1)  # (K, N*m, I)
-        _, j, _ = _linearize(_bind(step_fn, x_t), F)
-        V = j(V).detach()
-    return V.reshape(K, N, m, D)
+        _, j, _ = _linearize(_bind(step_fn, _copies(x[:, t], r)), _copies(states[:, t], r))
+        V = _in_passes(j, V, r)
+    return V[:, :, :m]
 
 
 def _pull_cotangents(
@@ -368,16 +432,18 @@ def _pull_cotangents(
     """Rows of ``U`` ``(K, N, m, D)`` pulled back through ``J_T ... J_1``: ``J^T u`` per row.
 
     One step's vjp at a time from the stored states, so memory is one step's
-    graph rather than T steps'.
+    graph rather than T steps'; each step is recorded once on r copies of each
+    state (:func:`_rows_per_pass`) and takes the m cotangents r at a time.
     """
     K, N, m, D = U.shape
-    U = U.reshape(K, N * m, D)
+    r = _rows_per_pass(m, states.device)
+    U = _pad_rows(U, r)
     for t in reversed(range(x.shape[1])):
-        F = states[:, t].repeat_interleave(m, dim=1)  # (K, N*m, D)
-        x_t = x[:, t].repeat_interleave(m, dim=1)
-        _, vjp_fn = torch.func.vjp(_bind(step_fn, x_t), F)
-        (U,) = vjp_fn(U)
-    return U.reshape(K, N, m, D).detach()
+        with torch.enable_grad():
+            F = _copies(states[:, t], r).detach().requires_grad_()  # (K, N*r, D)
+            out = step_fn(F, _copies(x[:, t], r))
+        U = _in_passes(functools.partial(_vjp, out, F), U, r)
+    return U[:, :, :m]
 
 
 def _svdvals(M: torch.Tensor) -> torch.Tensor:
@@ -403,7 +469,8 @@ def unrolled_singular_values(
 
     D <= ``max_dim``: exact, r = D. The Jacobian is built row by row by pulling
     the D basis vectors back through the T step Jacobians (D cotangents per
-    trajectory, so the cost is D x T batched steps; a plain vjp per step is the
+    trajectory, so the cost is D x T batched vjps, on T steps each recorded once on
+    a few copies of its state, :func:`_rows_per_pass`; a plain vjp per step is the
     cheapest way through, see :func:`_linearize`).
 
     D > ``max_dim``: the *leading* r = ``rank`` singular values, by a Gaussian range
