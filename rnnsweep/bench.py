@@ -468,7 +468,7 @@ def end_to_end(
     reference workload, once per pack size, each on a fresh temporary SQLite file.
 
     A two-step, one-trial run first pays the process's one-time costs (imports, the
-    native build, torch.func's start-up), which would otherwise land on the first size.
+    native build, first calls), which would otherwise land on the first size.
     """
     _e2e_run(1, trials=1, steps=2, threads=threads)  # warm-up, not timed
     rows = []
