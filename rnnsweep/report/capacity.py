@@ -20,6 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from rnnsweep.report._figures import log_scale, save  # noqa: E402
+
 __all__ = ["COLLINS_BITS_PER_PARAM", "knee_width", "plot_bits_vs_params", "plot_error_vs_width"]
 
 COLLINS_BITS_PER_PARAM = 5.0  # Collins et al. 2017, Fig. 1: about 5 bits per parameter
@@ -48,16 +50,6 @@ def knee_width(widths: Sequence[float], errors: Sequence[float]) -> float | None
     slopes = np.diff(y) / np.diff(x)  # (n-1,)
     change = np.diff(slopes)  # (n-2,): at interior points 1 .. n-2
     return pts[int(np.argmax(change)) + 1][0]
-
-
-def _plain_ticks(ax) -> None:
-    """Log axes labelled 200, 300, 1000 rather than 2 x 10^2."""
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
-
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        axis.set_major_formatter(ScalarFormatter())
-        axis.set_minor_formatter(NullFormatter())
 
 
 def _label(row: dict[str, Any]) -> str:
@@ -89,18 +81,13 @@ def plot_bits_vs_params(rows: Sequence[dict[str, Any]], path: Path, title: str) 
         p = np.geomspace(min(all_p) / 1.3, max(all_p) * 1.3, 20)
         ax.plot(p, COLLINS_BITS_PER_PARAM * p, "k--", lw=1.2, label="5 bits/param (Collins)")
         ax.plot(p, 1.0 * p, "k:", lw=1.0, label="1 bit/param")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    _plain_ticks(ax)
+    log_scale(ax, True, True)
     ax.set_xlabel("parameters")
     ax.set_ylabel("stored bits of the best trial, $b\\,(1 - H(p))$")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_error_vs_width(
@@ -137,7 +124,4 @@ def plot_error_vs_width(
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path, knees
+    return save(fig, path), knees

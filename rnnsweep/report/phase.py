@@ -25,6 +25,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from rnnsweep.report._figures import log_scale, save  # noqa: E402
+
 __all__ = ["cell_edges", "metric_grid", "phase_heatmap"]
 
 
@@ -137,14 +139,7 @@ def phase_heatmap(
                 )
                 ax.clabel(cs, fmt=lambda v: f"{v:.0f}", fontsize=7)
                 ax.plot([], [], "--", color="magenta", label=f"$\\xi$ = T/4 .. 2T (T = {T})")
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
-
-    for axis, is_log in ((ax.xaxis, xlog), (ax.yaxis, ylog)):
-        if is_log:
-            (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
-            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-            axis.set_major_formatter(ScalarFormatter())
-            axis.set_minor_formatter(NullFormatter())
+    log_scale(ax, xlog, ylog)
     ax.set_xlim(bx[0], bx[-1])
     ax.set_ylim(by[0], by[-1])
     ax.set_xlabel(labels(x))
@@ -152,7 +147,4 @@ def phase_heatmap(
     ax.set_title(title, fontsize=10)
     leg = ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=4)
     leg.get_frame().set_facecolor("0.85")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)

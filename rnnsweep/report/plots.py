@@ -29,6 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from rnnsweep.report._figures import log_scale, save  # noqa: E402
 from rnnsweep.report.phase import theory_on_grid  # noqa: E402
 from rnnsweep.report.stats import wilson_interval  # noqa: E402
 
@@ -73,10 +74,7 @@ def feasible_vs_depth(df: pd.DataFrame, path: Path, title: str) -> Path:
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncols=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def _bins(values: np.ndarray, log: bool, n: int) -> np.ndarray:
@@ -138,22 +136,12 @@ def outcome_map(
                     gx, gy, xi.T, levels=levels, colors="purple", linestyles="--", linewidths=1.0
                 )
                 ax.clabel(cs, fmt=lambda v: f"$\\xi$={v:.0f}", fontsize=7)
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
-
-    for axis, is_log in ((ax.xaxis, xlog), (ax.yaxis, ylog)):
-        if is_log:
-            (ax.set_xscale if axis is ax.xaxis else ax.set_yscale)("log")
-            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-            axis.set_major_formatter(ScalarFormatter())
-            axis.set_minor_formatter(NullFormatter())
+    log_scale(ax, xlog, ylog)
     ax.set_xlabel(_label(x))
     ax.set_ylabel(_label(y))
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def final_loss_box(df: pd.DataFrame, path: Path, title: str) -> Path:
@@ -171,10 +159,7 @@ def final_loss_box(df: pd.DataFrame, path: Path, title: str) -> Path:
     ax.set_ylabel("final held-out loss (feasible trials)")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def curves_plot(
@@ -201,10 +186,7 @@ def curves_plot(
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_study(
