@@ -400,6 +400,7 @@ def run(
             heartbeat=heartbeat,
             loop=backend.loop,
         )
+        complete, _ = store.result_counts(spec.name)  # re-read: other runs may have helped
     except KeyboardInterrupt:
         bar.stop()
         err.print(_INTERRUPTED, markup=False)
@@ -408,8 +409,6 @@ def run(
         bar.stop()
         store.dispose()
     verb = "resumed" if summary.resumed else "created"
-    complete, _ = store.result_counts(spec.name)  # re-read: other runs may have helped
-    store.dispose()
     err.print(
         f"Study {spec.name!r} ({verb}) in {store.masked_url}: {summary.trials_run} trials run, "
         f"{summary.feasible_run} feasible, {summary.wall_time:.1f} s ({_storage_ms(summary)}); "

@@ -25,8 +25,9 @@ __all__ = ["Run", "act", "act_t", "at", "blocks", "dact", "put"]
 
 
 def _relu_mask(s: Tensor, like: Tensor) -> Tensor:
-    """Per-member codes ``s`` ``(K,)`` as a bool mask broadcasting over ``like`` ``(K, ...)``."""
-    return s.to(device=like.device).bool().view(-1, *([1] * (like.dim() - 1)))
+    """Per-member codes ``s`` ``(K,)`` as a bool mask broadcasting over ``like`` ``(K, ...)``
+    (a no-op conversion for the mask :class:`Run` already made)."""
+    return s.to(device=like.device, dtype=torch.bool).view(-1, *([1] * (like.dim() - 1)))
 
 
 def act(a: Tensor, s: str | Tensor, out: Tensor) -> Tensor:
@@ -115,6 +116,9 @@ class Run:
         self.loop, self.s, self.x, self.p = loop, s, x, p
         self.saves = True
         self.native = loop.native and _native.supports(x)
+        if isinstance(s, Tensor) and not self.native:
+            # the torch-op loop reads per-member codes as a mask at every step: once here
+            self.s = s.to(device=x.device, dtype=torch.bool)
         self.own_gemm = loop.own_gemm
         self.K, self.T, self.B, _ = x.shape
         self.Wh = p["Wh"]

@@ -28,10 +28,10 @@ plus ``h_{t-1} W^h_j``, ``hp = h_{t-1}``, ``dh = dL/dh_t``, ``dp_j = dL/da_j``):
 
 from __future__ import annotations
 
-import os
-
 import triton
 import triton.language as tl
+
+from rnnsweep.kernels._triton import _interpreting
 
 
 def _without_slp_vectorizer() -> None:
@@ -63,7 +63,7 @@ def _without_slp_vectorizer() -> None:
     llvm.optimize_module = optimize_module
 
 
-if os.environ.get("TRITON_INTERPRET", "0").lower() not in ("1", "true", "on", "yes"):
+if not _interpreting():
     _without_slp_vectorizer()
 
 # CELL codes (the constexpr that selects the gate math); compiled kernels may read only

@@ -42,13 +42,8 @@ def check_optuna_schema(con: sa.Connection, where: str, versions: list[str], rel
     head = versions[-1]
     if current == head:
         return
-    known = versions
-    if current in known and known.index(current) > known.index(head):
-        age = "newer than"
-    elif current is None or current in known:
-        age = "older than"
-    else:
-        age = "unknown to"
+    # head is the last of the installed Optuna's versions: a known one is older
+    age = "older than" if current is None or current in versions else "unknown to"
     raise ForeignStudyError(
         f"{where} holds an Optuna schema {current or 'without a version'} that is {age} the "
         f"installed Optuna {release} (schema {head}); rnnsweep wrote nothing. "

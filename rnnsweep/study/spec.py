@@ -723,19 +723,6 @@ def _check_task_options(options: Mapping[str, Any]) -> None:
                 raise SpecError(f"{where} must be <= {top:,} (the limit), got {v}")
 
 
-def _grid_size(space: SearchSpace, arch: str) -> int:
-    """Points of the grid sampler in one cell (the count study.space.grid would build)."""
-    cell = get_cell(arch)
-    n = 1
-    for name, r in space.numeric().items():
-        if (name != "b_fg" or cell.fg_blocks) and not r.fixed:
-            n *= space.grid_points
-    for name, options in space.choices().items():
-        if (name != "nonlinearity" or len(cell.nonlinearities) > 1) and len(options) > 1:
-            n *= len(options)
-    return n
-
-
 def _check_cost(spec: StudySpec) -> None:
     """What creating the study would cost, refused over the limits before anything is built."""
     n_cells = sum(1 for a in spec.archs for dep in spec.depths if (a, dep) not in spec.exclude)
@@ -745,8 +732,10 @@ def _check_cost(spec: StudySpec) -> None:
             f"the limit of {LIMITS['slots']:,} per study"
         )
     if spec.sampler == "grid":
+        from rnnsweep.study.space import grid  # imports this module
+
         for arch in spec.archs:
-            size = _grid_size(spec.space_for(arch), arch)
+            size = math.prod(len(v) for v in grid(spec.space_for(arch), arch).values())
             if size > LIMITS["grid"]:
                 raise SpecError(
                     f"the grid of {arch} has {size:,} points, over the limit of "
