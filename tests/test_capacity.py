@@ -262,3 +262,14 @@ def test_collins_study_files_hold_what_the_docs_say() -> None:
     mem = spec_from_dict(load_toml(root / "collins-memory.toml"))
     assert mem.sampler == "gp" and mem.task == "memory"
     assert mem.task_options["n_vec"] == 16 and mem.model.hidden == 16
+
+
+def test_best_report_of_a_study_with_no_complete_trial_says_so(cli, tmp_path) -> None:
+    """A study created but not yet trained: `report --best` says there is nothing to rank
+    (it raised "No objects to concatenate", an internal error, before)."""
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    r = cli("create", "--arch", "gru", "--depth", "1", "--trials", "2", "--storage", url)
+    assert r.code == 0, r.err
+    r = cli("report", "--best", "final_loss", "--storage", url)
+    assert r.code == 0, r.err
+    assert "No complete trials yet." in r.out + r.err and "internal error" not in r.err

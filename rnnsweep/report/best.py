@@ -160,8 +160,8 @@ def best_report(
     tasks = {s["task"] for s in specs.values()}
     if len(tasks) > 1:
         raise SpecError(f"--best compares studies of one task, got {', '.join(sorted(tasks))}")
-    frames = [tidy_trials(store.trials_frame(name)) for name in specs]
-    frame = pd.concat([f for f in frames if not f.empty], ignore_index=True) if frames else None
+    frames = [f for f in (tidy_trials(store.trials_frame(name)) for name in specs) if not f.empty]
+    frame = pd.concat(frames, ignore_index=True) if frames else None  # None: nothing complete
     samplers = sorted({s["sampler"] for s in specs.values()})
     task = tasks.pop()
     title = (
