@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from rnnsweep.report._figures import log_scale, save  # noqa: E402
+from rnnsweep.report.best import higher_is_better  # noqa: E402
 
 __all__ = ["cell_edges", "metric_grid", "phase_heatmap"]
 
@@ -106,7 +107,7 @@ def phase_heatmap(
     loss otherwise: the colour scale is reversed so brighter is still better)."""
     xlog, ylog = x in log_axes, y in log_axes
     names = set(df["metric_name"].dropna()) if "metric_name" in df else set()
-    higher = names == {"accuracy"}
+    higher = higher_is_better("metric", df)
     metric_label = (
         "accuracy after training (median per cell)"
         if higher
