@@ -1376,19 +1376,13 @@ THEORY_LIMIT = 1e6
 
 def _check_writable_dir(directory: Path, hint: str) -> None:
     """One line, before any work, when files cannot be written into ``directory``."""
-    import tempfile
+    from rnnsweep.store.url import unwritable
 
     directory = directory if str(directory) else Path(".")
     if not directory.is_dir():
         raise typer.BadParameter(f"directory {str(directory)!r} does not exist", param_hint=hint)
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".rnnsweep-probe-", dir=directory)
-    except OSError as exc:
-        raise typer.BadParameter(
-            f"cannot write into {str(directory)!r}: {exc.strerror}", param_hint=hint
-        ) from None
-    os.close(fd)
-    os.unlink(probe)
+    if (why := unwritable(directory)) is not None:
+        raise typer.BadParameter(f"cannot write into {str(directory)!r}: {why}", param_hint=hint)
 
 
 def main(argv: list[str] | None = None) -> None:

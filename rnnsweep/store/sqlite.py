@@ -23,14 +23,7 @@ import stat
 import urllib.parse
 from pathlib import Path
 
-__all__ = ["SIDE_SUFFIXES", "file_kind", "ro_connect", "side_files"]
-
-SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
-
-
-def side_files(path: str | Path) -> list[Path]:
-    """The side files of a SQLite database that exist now."""
-    return [Path(f"{path}{s}") for s in SIDE_SUFFIXES if Path(f"{path}{s}").exists()]
+__all__ = ["file_kind", "ro_connect"]
 
 
 def file_kind(mode: int) -> str | None:

@@ -118,17 +118,25 @@ def sqlite_file(url: str) -> Path:
     return _sqlite_path(_parse(url), url)
 
 
-def _probe_writable(parent: Path, path: Path) -> None:
-    """Create and remove a probe file: os.access says yes to root even on /sys."""
+def unwritable(directory: Path) -> str | None:
+    """Why no file can be created in ``directory`` (the OS's reason), or None when one
+    can: a probe file is created and removed, since os.access says yes to root even on
+    /sys."""
     try:
-        fd, probe = tempfile.mkstemp(prefix=".rnnsweep-probe-", dir=parent)
+        fd, probe = tempfile.mkstemp(prefix=".rnnsweep-probe-", dir=directory)
     except OSError as exc:
-        raise StorageError(
-            f"cannot create storage {str(path)!r}: directory {str(parent)!r} is not writable "
-            f"({exc.strerror})"
-        ) from None
+        return exc.strerror or str(exc)
     os.close(fd)
     os.unlink(probe)
+    return None
+
+
+def _probe_writable(parent: Path, path: Path) -> None:
+    if (why := unwritable(parent)) is not None:
+        raise StorageError(
+            f"cannot create storage {str(path)!r}: directory {str(parent)!r} is not writable "
+            f"({why})"
+        )
 
 
 def _check_sqlite_writable(path: Path) -> None:
@@ -149,16 +157,11 @@ def _check_sqlite_writable(path: Path) -> None:
             )
     if not all(side.exists() for side in sides):
         parent = path.parent if str(path.parent) else Path(".")
-        try:
-            fd, probe = tempfile.mkstemp(prefix=".rnnsweep-probe-", dir=parent)
-        except OSError as exc:
+        if (why := unwritable(parent)) is not None:
             raise StorageError(
                 f"cannot write storage file {str(path)!r}: its directory {str(parent)!r} is not "
-                f"writable ({exc.strerror}) and SQLite keeps its -wal and -shm files there; "
-                f"{fine}"
-            ) from None
-        os.close(fd)
-        os.unlink(probe)
+                f"writable ({why}) and SQLite keeps its -wal and -shm files there; {fine}"
+            )
 
 
 def _classify(tables: set[str], where: str) -> None:
