@@ -420,3 +420,31 @@ def test_on_gpu_matches_cpu_reference(variant, dtype):
     out, grads = _run(gpu, _stack(gpu, triton_layer_forward, gpu.s), x.cuda(), w.cuda())
     got = (out.cpu(), {n: g.cpu() for n, g in grads.items()})
     _assert_close(got, ref, TOLERANCES[dtype])
+
+
+@pytest.mark.parametrize("arch", ["rnn", "gru", "lstm", "irnn"])
+def test_fallback_runs_mixed_codes_as_their_uniform_packs(arch):
+    """Sizes the Triton loop refuses go to the torch-op loop one nonlinearity group at a
+    time: each member's output and gradients are those of a pack of its own nonlinearity,
+    bit for bit (a cell of one fixed nonlinearity ignores the codes). Handing the torch-op
+    loop the mixed codes instead fails this: its weight gradients moved by one ulp."""
+    from rnnsweep.kernels.loops import get_loop
+
+    names = ["tanh", "relu", "relu", "tanh"]
+    cfg = ModelConfig(arch, N_IN, N_OUT, 6, 1)
+    model = PackedRNN(cfg, [InitConfig(seed=k) for k in range(4)], nonlinearities=names)
+    x = torch.randn(4, T, 3, N_IN, generator=torch.Generator().manual_seed(5))
+    p = {n: t.detach().clone().requires_grad_() for n, t in model.layer_params(0).items()}
+    s = model.s if isinstance(model.s, torch.Tensor) else torch.tensor([0, 1, 1, 0])
+    out = _triton._fallback(model.cell, p, x, s)
+    out.square().sum().backward()
+    for name in ("tanh", "relu"):
+        idx = [k for k, n in enumerate(names) if n == name]
+        sub = {n: t.detach()[idx].requires_grad_() for n, t in p.items()}
+        s_k = name if len(model.cell.nonlinearities) > 1 else model.cell.nonlinearities[0]
+        want = fused_layer_forward(model.cell, sub, x[idx], s_k, loop=get_loop("torch"))
+        want.square().sum().backward()
+        assert torch.equal(out[idx].detach(), want.detach())
+        for n, t in sub.items():
+            if t.grad is not None:
+                assert torch.equal(p[n].grad[idx], t.grad), n

@@ -54,7 +54,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["available", "bmm", "build_error", "built_with_own_gemm", "run", "supports"]
+__all__ = [
+    "available",
+    "bmm",
+    "build_error",
+    "built_with_own_gemm",
+    "check_codes",
+    "run",
+    "supports",
+]
 
 _SRC_DIR = Path(__file__).with_name("native")
 _SOURCES = ("layers.c", "layers_body.h", "gemm.h")
@@ -323,12 +331,19 @@ def _codes(s: str | Tensor, name: str, K: int) -> tuple[int, Tensor | None]:
         if s not in ("tanh", "relu") and not name.startswith("plusrnn"):  # +RNN: fixed
             raise ValueError(f"unknown nonlinearity {s!r}; choose tanh or relu")
         return int(s == "relu"), None
+    check_codes(s, K)
+    return 0, s.to(device="cpu", dtype=torch.int64).contiguous()
+
+
+def check_codes(s: Tensor, K: int) -> None:
+    """ValueError unless ``s`` is ``(K,)`` per-member codes: integers, 0 (tanh) or 1 (relu)
+    (the values are checked where they are on the CPU: reading a GPU's is a sync)."""
     if tuple(s.shape) != (K,) or s.dtype.is_floating_point or s.dtype.is_complex:
-        raise ValueError(f"per-member codes must be a ({K},) integer tensor, got {s.dtype}")
-    codes = s.to(device="cpu", dtype=torch.int64).contiguous()
-    if bool(((codes < 0) | (codes > 1)).any()):
-        raise ValueError(f"per-member codes must be 0 (tanh) or 1 (relu), got {codes.tolist()}")
-    return 0, codes
+        raise ValueError(
+            f"per-member codes must be a ({K},) integer tensor, got {s.dtype} {tuple(s.shape)}"
+        )
+    if s.device.type == "cpu" and bool(((s < 0) | (s > 1)).any()):
+        raise ValueError(f"per-member codes must be 0 (tanh) or 1 (relu), got {s.tolist()}")
 
 
 def run(

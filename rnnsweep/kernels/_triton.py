@@ -74,6 +74,7 @@ import torch
 from torch import Tensor
 
 from rnnsweep.cells.base import for_cell
+from rnnsweep.cells.stack import NONLINEARITY_CODES
 from rnnsweep.cells.zoo import (
     GRUCell,
     GRUTorchCell,
@@ -83,6 +84,7 @@ from rnnsweep.cells.zoo import (
     RNNCell,
     UGRNNCell,
 )
+from rnnsweep.kernels._native import check_codes
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -102,7 +104,7 @@ __all__ = [
 ]
 
 # per-member nonlinearity codes, as the kernels read them
-CODES: dict[str, int] = {"tanh": 0, "relu": 1}
+CODES: dict[str, int] = NONLINEARITY_CODES
 # on-chip bytes of one member's padded W^h a program may hold (see the module docstring)
 WH_BUDGET_BYTES = 64 * 1024
 # name of the profiler range around each launch (the interpreter's own torch ops run in it)
@@ -268,12 +270,7 @@ def member_codes(cell: Cell, s: str | Tensor, K: int, device: torch.device) -> T
         if len(cell.nonlinearities) == 1:
             return torch.zeros(K, dtype=torch.int32, device=device)
         raise ValueError(f"unknown nonlinearity {s!r}; choose tanh or relu")
-    if s.shape != (K,) or s.dtype.is_floating_point or s.dtype.is_complex:
-        raise ValueError(
-            f"per-member codes must be a ({K},) integer tensor, got {s.dtype} {tuple(s.shape)}"
-        )
-    if s.device.type == "cpu" and bool(((s < 0) | (s > 1)).any()):
-        raise ValueError(f"per-member codes must be 0 (tanh) or 1 (relu), got {s.tolist()}")
+    check_codes(s, K)
     return s.to(device=device, dtype=torch.int32).contiguous()
 
 
@@ -385,7 +382,11 @@ def triton_layer_forward(cell: Cell, p: Params, x: Tensor, s: str | Tensor) -> T
 
 
 def _fallback(cell: Cell, p: Params, x: Tensor, s: str | Tensor) -> Tensor:
-    """The fused loop for sizes the Triton loop refuses; per-member codes run as groups."""
+    """The fused loop for sizes the Triton loop refuses; per-member codes run as groups.
+
+    Groups, not the torch-op loop's own per-member codes: its weight-gradient products
+    batch the whole pack, and MKL's differ in the last bit with the batch (a member would
+    then depend on its pack; ``tests/test_triton.py`` checks the groups)."""
     from rnnsweep.kernels.fused import fused_layer_forward
     from rnnsweep.kernels.loops import get_loop
 
