@@ -1314,9 +1314,7 @@ def bench(
             ]
     if e2e:
         peer_cases = [
-            PeerCase(a.strip(), 2, trials=e2e_trials, steps=e2e_steps)
-            for arg in e2e_arch or ["gru"]
-            for a in arg.split(",")
+            PeerCase(a, 2, trials=e2e_trials, steps=e2e_steps) for a in _list(e2e_arch) or ["gru"]
         ]
         bad = [c.arch for c in peer_cases if c.arch not in PEER_ARCHS]
         if bad or e2e_steps < 1 or e2e_trials < 1:

@@ -48,6 +48,7 @@ ALIASES = {"+rnn": "plusrnn", "intersection": "plusrnn", "minimal": "minimalrnn"
 GRU_RESETS = ("pre", "post")
 # per-member nonlinearity codes of a pack that mixes them (as the fused time loops read them)
 NONLINEARITY_CODES: dict[str, int] = {"tanh": 0, "relu": 1}
+_CODE_NAMES = {code: name for name, code in NONLINEARITY_CODES.items()}
 
 
 def canonical_arch(name: str) -> str:
@@ -206,19 +207,17 @@ class PackedRNN(nn.Module):
         new.K = len(new.members)
         if isinstance(self.s, torch.Tensor):  # a subset of one nonlinearity is a plain pack
             codes = self.s.index_select(0, sel.to(self.s.device))
-            names = {c: n for n, c in NONLINEARITY_CODES.items()}
             kept = set(codes.tolist())
-            new.s = names[kept.pop()] if len(kept) == 1 else codes
+            new.s = _CODE_NAMES[kept.pop()] if len(kept) == 1 else codes
         return new
 
     def nonlinearity_groups(self) -> dict[str, list[int]]:
         """Member positions by nonlinearity name (one group unless the pack mixes them)."""
         if isinstance(self.s, str):
             return {self.s: list(range(self.K))}
-        names = {code: name for name, code in NONLINEARITY_CODES.items()}
         groups: dict[str, list[int]] = {}
         for k, code in enumerate(self.s.tolist()):
-            groups.setdefault(names[code], []).append(k)
+            groups.setdefault(_CODE_NAMES[code], []).append(k)
         return groups
 
     def write_members(self, src: PackedRNN, idx: Sequence[int]) -> None:
