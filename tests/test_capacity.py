@@ -273,3 +273,14 @@ def test_best_report_of_a_study_with_no_complete_trial_says_so(cli, tmp_path) ->
     r = cli("report", "--best", "final_loss", "--storage", url)
     assert r.code == 0, r.err
     assert "No complete trials yet." in r.out + r.err and "internal error" not in r.err
+
+
+def test_rcf_objective_is_minus_the_stored_bits() -> None:
+    """An adaptive sampler over a tuned b must be told the information stored, not the
+    MSE (which alone favours the smallest b), as for the capacity task."""
+    small, large = make_task("rcf", {"b": 8}), make_task("rcf", {"b": 64})
+    for task in (small, large):
+        bits = gaussian_bits(task.b * task.n_out, 0.25, task.target_variance)
+        assert task.objective(0.25, 0.25) == pytest.approx(-bits)
+        assert task.objective(math.nan, math.nan) == math.inf
+    assert large.objective(0.3, 0.3) < small.objective(0.25, 0.25)  # more stored at more b

@@ -117,6 +117,13 @@ class RcfTask(MemorisedPatterns, RegressionTask):
         bits = gaussian_bits(self.b * self.n_out, metric, self.target_variance)
         return {"bits": bits, "bits_per_param": bits / n_params, "b": self.b}
 
+    def objective(self, eval_loss: float, metric: float) -> float:
+        """Minus the stored bits, as the capacity task's: with b tuned (``space.b``), the
+        lowest MSE alone would pick the smallest b."""
+        if not math.isfinite(metric):
+            return math.inf
+        return -gaussian_bits(self.b * self.n_out, metric, self.target_variance)
+
     def options(self) -> dict[str, Any]:
         return {
             "b": self.b,
