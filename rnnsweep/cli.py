@@ -837,6 +837,10 @@ def report(
     ] = None,
 ) -> None:
     """Feasible fraction (Wilson 95% CI), solved fraction and losses per arch and depth."""
+    if plot is not None and plot.exists() and not plot.is_dir():
+        raise typer.BadParameter(
+            f"{str(plot)!r} exists and is not a directory", param_hint="--plot"
+        )
     if best is not None:
         _report_best(study, best, fmt, storage, plot)
         return
@@ -852,10 +856,6 @@ def report(
             raise typer.BadParameter(
                 f"choose one of {', '.join(PLOT_AXES)}, got {axis!r}", param_hint="--x/--y"
             )
-    if plot is not None and plot.exists() and not plot.is_dir():
-        raise typer.BadParameter(
-            f"{str(plot)!r} exists and is not a directory", param_hint="--plot"
-        )
     if plot is not None:
         _check_writable_dir(plot if plot.exists() else plot.parent, "--plot")
     with _open_store(storage) as store:
@@ -918,10 +918,6 @@ def _report_best(study: str | None, column: str, fmt: str, storage, plot: Path |
     from rnnsweep.render import Column, render
     from rnnsweep.report.best import BEST_COLUMNS, BEST_KEYS, best_report
 
-    if plot is not None and plot.exists() and not plot.is_dir():
-        raise typer.BadParameter(
-            f"{str(plot)!r} exists and is not a directory", param_hint="--plot"
-        )
     with _open_store(storage) as store:
         names = [s.strip() for s in study.split(",") if s.strip()] if study else []
         names = names or [_pick_study(store, None, fmt)]
