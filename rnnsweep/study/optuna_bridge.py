@@ -266,7 +266,6 @@ class CellStudy:
         self.dists = distributions(spec.space_for(plan.arch), plan.arch)
         self.storage = self.study._storage  # the RDB storage the study already holds
         self.study_id = self.storage.get_study_id_from_name(self.study.study_name)
-        self.tasks: dict[int, Any] = {}  # b -> task, when the study tunes b (space.b)
 
     @property
     def name(self) -> str:

@@ -11,7 +11,7 @@ fact cannot be derived two ways and drift.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rnnsweep.study.spec import CellPlan, StudySpec, spec_from_json
@@ -31,6 +31,19 @@ class ResolvedStudy:
     plans: tuple[CellPlan, ...]  # every (arch, depth) cell after ``exclude``, with its width
     stored: Mapping[str, Any]  # the JSON stored with the study (StudySpec.to_json)
     spec_hash: str  # guards resumes: everything but name, trial budget and device
+    _tasks: dict[int, Task] = field(default_factory=dict, repr=False)  # b -> task (task_for)
+
+    def task_for(self, b: int | None) -> Task:
+        """The task a trial trains on: the study's, or with ``b`` tuned (``space.b``) the
+        study's task at that b, built once per b (a capacity task draws its b patterns
+        when built), so that trials sharing a b share one."""
+        if b is None:
+            return self.task
+        if b not in self._tasks:
+            from rnnsweep.tasks import make_task
+
+            self._tasks[b] = make_task(self.spec.task, {**self.spec.task_options, "b": b})
+        return self._tasks[b]
 
     @property
     def name(self) -> str:

@@ -17,7 +17,6 @@ from optuna.distributions import (
 
 from rnnsweep.cells import get_cell
 from rnnsweep.study.spec import ADAPTIVE_SAMPLERS, CellPlan, SearchSpace, StudySpec
-from rnnsweep.tasks import Task, make_task
 
 __all__ = [
     "ADAPTIVE_SAMPLERS",
@@ -27,7 +26,6 @@ __all__ = [
     "distributions",
     "make_sampler",
     "settings_from_params",
-    "task_for",
 ]
 
 # Random trials before the Gaussian process takes over. Optuna's default is 10; Collins-
@@ -207,16 +205,3 @@ def settings_from_params(
         sigma_v=sigma_v,
         b=b,
     )
-
-
-def task_for(spec: StudySpec, settings: TrialSettings, cache: dict[int, Task]) -> Task | None:
-    """The task a trial trains on when its ``b`` is tuned, else None (the study's task).
-
-    ``cache`` maps b to a built task, so that trials sharing a b share one (a
-    capacity task draws its b patterns when built).
-    """
-    if settings.b is None:
-        return None
-    if settings.b not in cache:
-        cache[settings.b] = make_task(spec.task, {**spec.task_options, "b": settings.b})
-    return cache[settings.b]

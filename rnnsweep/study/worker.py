@@ -50,7 +50,6 @@ from rnnsweep.study.space import (
     TrialSettings,
     derive_seed,
     settings_from_params,
-    task_for,
 )
 from rnnsweep.theory.trial import critical_sigma_w, xi_bin, xi_of
 from rnnsweep.train import MemberResult, MemberSpec, train_pack
@@ -432,7 +431,7 @@ def _train_and_commit(
             if partial is not None:
                 partial(before + n * step / spec.train.steps)
 
-        task = task_for(spec, attempts[idx[0]].settings, cell.tasks) or study.task
+        task = study.task_for(attempts[idx[0]].settings.b)
         cfgs = [
             ModelConfig(
                 plan.arch,
