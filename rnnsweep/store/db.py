@@ -6,8 +6,6 @@ import datetime as dt
 import functools
 import json
 import math
-import random
-import time
 from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -17,7 +15,7 @@ from sqlalchemy import event
 
 from rnnsweep import __version__
 from rnnsweep.errors import SpecMismatchError, StorageError, StudyNotFoundError
-from rnnsweep.store.failures import environment_failure, innermost_reason, is_race
+from rnnsweep.store.failures import environment_failure, innermost_reason, retry_race
 from rnnsweep.store.guard import check_optuna_schema, check_ownership
 from rnnsweep.store.queue import held_by
 from rnnsweep.store.sqlite import ro_connect
@@ -68,10 +66,6 @@ def _sqlite_pragmas(dbapi_con, _record) -> None:
     cur.close()
 
 
-# How long a process waits for another one that is creating the same new database.
-RACE_DEADLINE_S = 60.0
-
-
 class Store:
     """One database holding Optuna's tables and rnnsweep's result tables.
 
@@ -119,30 +113,19 @@ class Store:
         self._check_schema()
 
     def _retrying(self, what: str, fn):
-        """``fn()``, run again while another process creating the same database is in the way.
-
-        Two processes that create the same new database at once (tables, Optuna's version
-        rows, the study row, the slots) collide on "already exists" or a unique key; the
-        loser waits a moment and runs again, then finds the winner's work. Any other
-        failure becomes one line: an EnvironmentFailure (disk full...) or a StorageError.
-        """
-        deadline = time.monotonic() + RACE_DEADLINE_S
-        delay = 0.02
-        while True:
-            try:
-                return fn()
-            except Exception as exc:  # noqa: BLE001 - sorted below; anything else re-raised
-                if time.monotonic() < deadline and is_race(exc):
-                    time.sleep(delay * (1 + random.random()))
-                    delay = min(1.0, delay * 2)
-                    continue
-                failure = environment_failure(exc, repr(self.masked_url))
-                if failure is not None:
-                    raise failure from None
-                if not _from_database(exc):
-                    raise
-                reason = scrub(innermost_reason(exc), self.url)
-                raise StorageError(f"cannot {what} in {self.masked_url!r}: {reason}") from None
+        """``fn()`` through :func:`~rnnsweep.store.failures.retry_race` (another process
+        creating the same database is waited for); any other failure becomes one line:
+        an EnvironmentFailure (disk full...) or a StorageError."""
+        try:
+            return retry_race(fn)
+        except Exception as exc:  # noqa: BLE001 - sorted below; anything else re-raised
+            failure = environment_failure(exc, repr(self.masked_url))
+            if failure is not None:
+                raise failure from None
+            if not _from_database(exc):
+                raise
+            reason = scrub(innermost_reason(exc), self.url)
+            raise StorageError(f"cannot {what} in {self.masked_url!r}: {reason}") from None
 
     def _ensure_tables(self) -> None:
         if self._tables_ready:

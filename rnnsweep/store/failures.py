@@ -8,9 +8,17 @@ These helpers walk the chain of causes and read the innermost one.
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 from rnnsweep.errors import EnvironmentFailure
+
+_T = TypeVar("_T")
+
+# How long a process waits for another one that is creating the same new database.
+RACE_DEADLINE_S = 60.0
 
 __all__ = ["environment_failure", "innermost_reason", "is_race"]
 
@@ -75,6 +83,26 @@ def is_race(exc: BaseException) -> bool:
     if any(type(e).__name__ in ("IntegrityError", "UniqueViolation") for e in _chain(exc)):
         return True
     return any(any(k in t for k in _RACE) for t in _texts(exc))
+
+
+def retry_race(fn: Callable[[], _T], deadline_s: float = RACE_DEADLINE_S) -> _T:
+    """``fn()``, run again while a concurrent creator is in the way (:func:`is_race`).
+
+    Two processes that create the same new database at once (tables, Optuna's version
+    rows, the study row, the slots) collide on "already exists" or a unique key; the
+    loser waits a moment (jittered, doubling up to a second) and runs again, then finds
+    the winner's work. Anything else, or a race past ``deadline_s``, is raised as it is.
+    """
+    deadline = time.monotonic() + deadline_s
+    delay = 0.02
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            if time.monotonic() >= deadline or not is_race(exc):
+                raise
+            time.sleep(delay * (1 + random.random()))
+            delay = min(1.0, delay * 2)
 
 
 def environment_failure(exc: BaseException, where: str) -> EnvironmentFailure | None:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import random
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from rnnsweep.store.failures import retry_race
 from rnnsweep.store.tables import slots
 
 __all__ = ["Slot", "SlotCounts", "SlotQueue", "held_by"]
@@ -81,14 +80,7 @@ class SlotQueue:
         ensuring the same slots at the same moment makes this one's insert collide on
         the unique key: it then runs again and finds the other's rows.
         """
-        for attempt in range(20):
-            try:
-                return self._ensure_once(cells, per_cell)
-            except sa.exc.IntegrityError:
-                if attempt == 19:
-                    raise
-                time.sleep(0.05 * (1 + random.random()))
-        return 0  # pragma: no cover
+        return retry_race(lambda: self._ensure_once(cells, per_cell))
 
     def _ensure_once(self, cells: Sequence[str], per_cell: int) -> int:
         added = 0
